@@ -1,0 +1,85 @@
+"""Backend adapters: one small module per array library.
+
+An adapter is the *only* place that knows which library holds the arrays. It gives
+
+    name            "numpy" | "torch" | "cupy" | "array_api_strict"
+    xp              the Array-API namespace (through array-api-compat where needed)
+    device          where new arrays are created
+    dtype           the default floating dtype name ("float32", "float64")
+    asarray(a, dtype=None)   host numpy array -> backend array on `device`
+    to_numpy(x)              backend array -> host numpy array
+    synchronize()            wait for queued device work (no-op on CPU)
+
+Compute code never consults the adapter: it takes its namespace from its inputs. Only
+creation (parameter init, data) does, through :mod:`tinynim.backend`.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+NAMES = ("numpy", "torch", "cupy", "array_api_strict")
+INSTALL = {
+    "numpy": "pip install numpy",
+    "torch": 'pip install -e ".[torch]"  (or, CPU only: pip install torch==2.13.0)',
+    "cupy": 'pip install -e ".[cupy]"  (needs an NVIDIA GPU and CUDA 12)',
+    "array_api_strict": 'pip install -e ".[test]"  (or: pip install array-api-strict)',
+}
+DTYPES = ("float32", "float64")
+
+
+class BackendError(RuntimeError):
+    """An unknown, uninstalled or unusable backend, device or dtype."""
+
+
+class Adapter:
+    """Common behaviour; subclasses set `name`, `xp`, `device` and the conversions."""
+
+    name = "?"
+
+    def __init__(self, xp, device, dtype):
+        if dtype not in DTYPES:
+            raise BackendError(f"TINYNIM_DTYPE={dtype!r} is not supported; valid values: {', '.join(DTYPES)}")
+        self.xp, self.device, self.dtype = xp, device, dtype
+
+    def __repr__(self):
+        return f"<backend {self.name} device={self.device} dtype={self.dtype}>"
+
+    def resolve_dtype(self, dtype=None):
+        """A dtype name (or None for the default float dtype) -> this library's dtype."""
+        name = self.dtype if dtype is None else str(dtype).replace("torch.", "")
+        if not hasattr(self.xp, name):
+            raise BackendError(f"backend {self.name} has no dtype {name!r}")
+        return getattr(self.xp, name)
+
+    def asarray(self, a, dtype=None):
+        """Host data -> array on this backend. Floats take `dtype` (default: the backend's
+        float dtype); integers and booleans keep their kind unless `dtype` is given."""
+        a = np.asarray(a)
+        if dtype is None and a.dtype.kind not in "fc":
+            return self._from_host(a, None)
+        return self._from_host(a, self.resolve_dtype(dtype))
+
+    def _from_host(self, a, dtype):
+        return self.xp.asarray(a, dtype=dtype, device=self.device)
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    def synchronize(self):
+        return None
+
+
+def load(name: str, device=None, dtype: str = "float32") -> Adapter:
+    """Build the adapter for `name`; a clear :class:`BackendError` if that cannot be done."""
+    if name not in NAMES:
+        raise BackendError(
+            f"unknown backend TINYNIM_BACKEND={name!r}; valid values: {', '.join(NAMES)}")
+    module = importlib.import_module(f"backends.{name}")
+    return module.make(device=device, dtype=dtype)
+
+
+def missing(name: str, err: Exception) -> BackendError:
+    return BackendError(
+        f"backend {name!r} is not usable: {err}. To install it: {INSTALL[name]}")

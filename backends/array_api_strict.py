@@ -1,0 +1,25 @@
+"""array-api-strict adapter: a namespace with nothing beyond the standard.
+
+The test suite runs on it to prove that tinynim's compute code uses only the Array API.
+"""
+import numpy as np
+
+from backends import Adapter, BackendError, missing
+
+
+class StrictAdapter(Adapter):
+    name = "array_api_strict"
+
+    def to_numpy(self, x):
+        return np.from_dlpack(x)
+
+
+def make(device=None, dtype="float32"):
+    try:
+        import array_api_strict as xp
+    except ImportError as err:
+        raise missing("array_api_strict", err) from err
+    if device not in (None, "cpu"):
+        raise BackendError(
+            f"backend 'array_api_strict' runs on device 'cpu' only, got TINYNIM_DEVICE={device!r}")
+    return StrictAdapter(xp, xp.Device("CPU_DEVICE"), dtype)

@@ -1,0 +1,103 @@
+"""The active backend: read from the environment, overridable in a ``with`` block.
+
+    TINYNIM_BACKEND   numpy (default) | torch | cupy | array_api_strict
+    TINYNIM_DEVICE    e.g. cpu, cuda:0 (default: the backend's default device)
+    TINYNIM_DTYPE     float32 (default) | float64
+
+Only *creation* (``init``, data, ``asarray``) consults the active backend; compute code
+follows its inputs through ``array_namespace``. A bad value is a :class:`BackendError`
+that names it, lists the valid values and says what to install: never a silent fallback.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+import array_api_compat
+
+import backends
+from backends import BackendError
+
+_stack: list = []          # adapters pushed by use_backend
+_from_env = None           # adapter built from the environment, cached with its key
+
+
+def _env_key():
+    return (os.environ.get("TINYNIM_BACKEND", "numpy") or "numpy",
+            os.environ.get("TINYNIM_DEVICE") or None,
+            os.environ.get("TINYNIM_DTYPE", "float32") or "float32")
+
+
+def get_backend() -> backends.Adapter:
+    """The active adapter: the innermost ``use_backend`` block, else the environment."""
+    global _from_env
+    if _stack:
+        return _stack[-1]
+    key = _env_key()
+    if _from_env is None or _from_env[0] != key:
+        _from_env = (key, backends.load(key[0], device=key[1], dtype=key[2]))
+    return _from_env[1]
+
+
+@contextlib.contextmanager
+def use_backend(name: str, device=None, dtype: str | None = None):
+    """Make `name` the active backend inside the block (dtype as a string, e.g. "float64").
+
+    >>> with use_backend("numpy", dtype="float64"):
+    ...     get_backend().dtype
+    'float64'
+    """
+    adapter = backends.load(name, device=device, dtype=dtype or _env_key()[2])
+    _stack.append(adapter)
+    try:
+        yield adapter
+    finally:
+        _stack.pop()
+
+
+def resolve(backend=None) -> backends.Adapter:
+    """`None` -> the active adapter; a name -> that backend (same device and dtype rules)."""
+    if backend is None:
+        return get_backend()
+    if isinstance(backend, backends.Adapter):
+        return backend
+    return backends.load(backend, dtype=get_backend().dtype if not _stack else _stack[-1].dtype)
+
+
+def asarray(a, dtype=None, backend=None):
+    """Host data -> an array on the active (or named) backend."""
+    return resolve(backend).asarray(a, dtype)
+
+
+def zeros(shape, dtype=None, backend=None):
+    """Zeros of `shape` on the active (or named) backend."""
+    return resolve(backend).asarray(np.zeros(shape), dtype)
+
+
+def to_numpy(x) -> np.ndarray:
+    """Any supported array (numpy, torch, cupy, array-api-strict) -> a host numpy array."""
+    if isinstance(x, np.ndarray) or np.isscalar(x):
+        return np.asarray(x)
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    return np.from_dlpack(x)
+
+
+def namespace(*arrays):
+    """The Array-API namespace of `arrays` (``None`` entries are ignored)."""
+    return array_api_compat.array_namespace(*[a for a in arrays if a is not None])
+
+
+def available() -> dict:
+    """``{name: (usable, detail)}`` for every known backend, without changing the active one."""
+    out = {}
+    for name in backends.NAMES:
+        try:
+            adapter = backends.load(name)
+            out[name] = (True, f"device {adapter.device}")
+        except BackendError as err:
+            out[name] = (False, str(err))
+    return out
