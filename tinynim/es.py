@@ -1,0 +1,78 @@
+"""Evolution strategies: gradient estimates from loss values alone (no backward pass).
+
+With θ the flattened parameters (D entries), n antithetic pairs ε_i ~ N(0, I_D) and
+L±_i = L(θ ± σ ε_i), the plain estimator is
+
+    ĝ = 1/(2nσ) Σ_i (L+_i − L−_i) ε_i
+
+an unbiased estimate of the gradient of the Gaussian-smoothed loss E[L(θ + σε)]
+(exactly ∇L for a quadratic, whose even terms cancel within a pair).
+
+Rank shaping replaces every loss by its centred rank among all 2n losses,
+u = rank/(2n − 1) − ½ ∈ [−½, ½] (0 for the smallest loss), then applies the same formula:
+invariant to any increasing transform of L and robust to outliers, it estimates a
+*direction*, not the gradient's magnitude (combine it with Adam, not plain SGD).
+
+Both follow the gradient's sign convention (they point uphill), so they plug into the
+optimisers of :mod:`tinynim.optim` exactly as backprop gradients do. Loss values and
+their ranks are host numbers (numpy); the noise and the estimate live on the params' backend.
+"""
+from __future__ import annotations
+
+import numpy as np
+import array_api_compat
+
+from tinynim.backend import namespace
+from tinynim.random import RNG, as_rng
+from tinynim.tree import flatten, unflatten
+
+
+def centered_ranks(losses: np.ndarray) -> np.ndarray:
+    """Host array of losses -> centred ranks in [−½, ½] (ties broken by position)."""
+    ranks = np.empty(losses.size)
+    ranks[np.argsort(losses, kind="stable")] = np.arange(losses.size)
+    return ranks / (losses.size - 1) - 0.5
+
+
+def es_gradient(loss_fn, params, rng, *, sigma, n_pairs, rank_shaping=True):
+    """Antithetic ES estimate of ∇L at `params`: ``(grad_tree, info)``.
+
+    loss_fn(tree) -> scalar (0-d array or float), evaluated 2·n_pairs times.
+    rng: an :class:`~tinynim.random.RNG`, numpy Generator or int seed (ε is drawn on the
+    host, so a seed gives the same estimate on every backend).
+    info: {"loss": mean of the 2n perturbed losses, "losses": host array (2, n) of L+ and L−}.
+    A NaN or infinite loss raises FloatingPointError.
+    """
+    if not (sigma > 0 and n_pairs >= 1):
+        raise ValueError(f"es_gradient: need sigma > 0 and n_pairs >= 1, "
+                         f"got sigma={sigma}, n_pairs={n_pairs}")
+    theta, spec = flatten(params)                                        # (D,)
+    xp = namespace(theta)
+    host = as_rng(rng).normal((n_pairs, theta.shape[0]), host=True)
+    eps = xp.asarray(host, dtype=theta.dtype, device=array_api_compat.device(theta))  # (n, D)
+    losses = np.empty((2, n_pairs))
+    for i in range(n_pairs):
+        for row, sign in enumerate((1.0, -1.0)):
+            losses[row, i] = float(loss_fn(unflatten(theta + (sign * sigma) * eps[i, :], spec)))
+    if not np.all(np.isfinite(losses)):
+        bad = np.argwhere(~np.isfinite(losses))[0]
+        raise FloatingPointError(f"es_gradient: loss is {losses[tuple(bad)]} at perturbation "
+                                 f"{'+-'[bad[0]]}ε_{bad[1]}")
+    shaped = centered_ranks(losses.reshape(-1)).reshape(2, n_pairs) if rank_shaping else losses
+    w = (shaped[0] - shaped[1]) / (2 * n_pairs * sigma)                  # (n,)
+    w = xp.asarray(w, dtype=theta.dtype, device=array_api_compat.device(theta))
+    grad = xp.matmul(w, eps)                                             # (D,)
+    return unflatten(grad, spec), {"loss": float(losses.mean()), "losses": losses}
+
+
+def es_loss_and_grads(loss_fn, *, sigma, n_pairs, rank_shaping=True, seed=0):
+    """Wrap ``loss_fn(params, batch) -> scalar`` as ``f(params, batch, step) -> (loss, grads)``
+    for :func:`tinynim.train.fit`. The noise of step s comes from the seed sequence
+    (seed, s), so a resumed run draws the same perturbations. The reported loss is the mean
+    of the 2n perturbed losses (no extra evaluation at θ)."""
+    def loss_and_grads(params, batch, step):
+        rng = RNG(np.random.default_rng([seed, step]))
+        grads, info = es_gradient(lambda p: loss_fn(p, batch), params, rng, sigma=sigma,
+                                  n_pairs=n_pairs, rank_shaping=rank_shaping)
+        return info["loss"], grads
+    return loss_and_grads
