@@ -1,0 +1,35 @@
+"""Multi-layer perceptron: Linear layers with an activation between them, none after the last.
+
+Forward, for ``sizes = [d₀, d₁, ..., d_L]``::
+
+    h₀ = x                                 x: (..., d₀)
+    hₖ = φ(hₖ₋₁ Wₖ + bₖ),  k < L           Wₖ: (dₖ₋₁, dₖ)
+    out = h_{L-1} W_L + b_L                out: (..., d_L)
+
+It is a :class:`~tinynim.nn.containers.Sequential` of ``Linear, φ, Linear, φ, ..., Linear``,
+so params are ``{"0": {"W", "b"}, "1": {}, "2": {"W", "b"}, ...}`` (keys are positions in
+that chain; activations have empty params) and the backward is Sequential's chain rule
+through the Linear and activation backwards.
+"""
+from __future__ import annotations
+
+from tinynim.nn.activations import ACTIVATIONS
+from tinynim.nn.containers import Sequential
+from tinynim.nn.linear import Linear
+from tinynim.random import as_rng
+
+
+class MLP(Sequential):
+    def __init__(self, sizes, activation: str = "relu", bias: bool = True):
+        if len(sizes) < 2:
+            raise ValueError(f"MLP: sizes must be [d_in, ..., d_out] with at least 2 entries, got {list(sizes)}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"MLP: unknown activation {activation!r}; valid: {', '.join(sorted(ACTIVATIONS))}")
+        self.sizes, self.activation = list(sizes), activation
+        linears = [Linear(a, b, bias=bias) for a, b in zip(sizes[:-1], sizes[1:])]
+        chain = [layer for lin in linears[:-1] for layer in (lin, ACTIVATIONS[activation]())]
+        super().__init__(*chain, linears[-1])
+
+    @staticmethod
+    def example(rng):
+        return MLP([3, 5, 4, 2], activation="tanh"), as_rng(rng).normal((2, 3)), {}
