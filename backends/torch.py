@@ -9,7 +9,7 @@ class TorchAdapter(Adapter):
     name = "torch"
 
     def _from_host(self, a, dtype):
-        return self._torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=self.device)
+        return self._torch.as_tensor(np.asarray(a, order="C"), dtype=dtype, device=self.device)
 
     def to_numpy(self, x):
         return x.detach().cpu().numpy()

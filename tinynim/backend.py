@@ -42,13 +42,14 @@ def get_backend() -> backends.Adapter:
 
 @contextlib.contextmanager
 def use_backend(name: str, device=None, dtype: str | None = None):
-    """Make `name` the active backend inside the block (dtype as a string, e.g. "float64").
+    """Make `name` the active backend inside the block (dtype as a string, e.g. "float64";
+    by default the enclosing block's dtype, else TINYNIM_DTYPE).
 
     >>> with use_backend("numpy", dtype="float64"):
     ...     get_backend().dtype
     'float64'
     """
-    adapter = backends.load(name, device=device, dtype=dtype or _env_key()[2])
+    adapter = backends.load(name, device=device, dtype=dtype or _default_dtype())
     _stack.append(adapter)
     try:
         yield adapter
@@ -62,7 +63,12 @@ def resolve(backend=None) -> backends.Adapter:
         return get_backend()
     if isinstance(backend, backends.Adapter):
         return backend
-    return backends.load(backend, dtype=get_backend().dtype if not _stack else _stack[-1].dtype)
+    return backends.load(backend, dtype=_default_dtype())
+
+
+def _default_dtype() -> str:
+    """The enclosing ``use_backend`` block's dtype, else TINYNIM_DTYPE."""
+    return _stack[-1].dtype if _stack else _env_key()[2]
 
 
 def asarray(a, dtype=None, backend=None):

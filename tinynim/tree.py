@@ -87,14 +87,16 @@ def flatten(tree):
 def unflatten(vec, spec):
     """Inverse of :func:`flatten`: a 1-D vector -> a tree with the original structure."""
     template, shapes = spec
+    need = sum(math.prod(shape) for _, shape in shapes)
+    if len(vec.shape) != 1 or vec.shape[0] != need:
+        raise ValueError(f"unflatten: vector has {vec.shape[-1] if vec.shape else 0} entries, "
+                         f"the tree needs {need}" + ("" if len(vec.shape) == 1 else f" (shape {tuple(vec.shape)})"))
     xp = namespace(vec)
     parts, start = {}, 0
     for path, shape in shapes:
         size = math.prod(shape)
         parts[path] = xp.reshape(vec[start:start + size], shape)
         start += size
-    if start != vec.shape[0]:
-        raise ValueError(f"unflatten: vector has {vec.shape[0]} entries, the tree needs {start}")
     return _rebuild(template, parts, "")
 
 

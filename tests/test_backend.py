@@ -1,0 +1,134 @@
+import importlib.util
+
+import numpy as np
+import pytest
+
+import tinynim
+from backends import NAMES
+from tinynim.backend import available, get_backend, use_backend
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_CUPY = importlib.util.find_spec("cupy") is not None
+
+
+def test_unknown_backend_names_it_and_lists_valid_ones():
+    with pytest.raises(tinynim.BackendError) as err:
+        with use_backend("nope"):
+            pass
+    assert "'nope'" in str(err.value)
+    for name in NAMES:
+        assert name in str(err.value)
+
+
+def test_unknown_backend_from_environment(monkeypatch):
+    monkeypatch.setenv("TINYNIM_BACKEND", "nope")
+    with pytest.raises(tinynim.BackendError, match="'nope'"):
+        get_backend()
+
+
+def test_bad_dtype_names_it_and_lists_valid_ones(monkeypatch):
+    with pytest.raises(tinynim.BackendError, match=r"'float16'.*float32, float64"):
+        with use_backend("numpy", dtype="float16"):
+            pass
+    monkeypatch.setenv("TINYNIM_DTYPE", "int8")
+    with pytest.raises(tinynim.BackendError, match=r"'int8'.*float32, float64"):
+        get_backend()
+
+
+def test_cpu_only_backends_refuse_a_gpu_device():
+    for name in ("numpy", "array_api_strict"):
+        with pytest.raises(tinynim.BackendError, match=rf"'{name}' runs on device 'cpu' only.*'cuda:0'"):
+            with use_backend(name, device="cuda:0"):
+                pass
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+def test_torch_cuda_without_gpu_is_a_clear_error():
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the error path cannot be reached")
+    with pytest.raises(tinynim.BackendError, match=r"'cuda:0' asks for CUDA but torch .* sees no GPU"):
+        with use_backend("torch", device="cuda:0"):
+            pass
+
+
+@pytest.mark.skipif(HAS_CUPY, reason="cupy is installed: the missing-library path cannot be reached")
+def test_cupy_missing_says_what_to_install():
+    with pytest.raises(tinynim.BackendError, match=r"backend 'cupy' is not usable.*To install it: pip install .*cupy"):
+        with use_backend("cupy"):
+            pass
+    usable, detail = available()["cupy"]
+    assert not usable and "pip install" in detail
+
+
+def test_environment_selects_the_backend(monkeypatch):
+    monkeypatch.delenv("TINYNIM_BACKEND", raising=False)
+    monkeypatch.delenv("TINYNIM_DEVICE", raising=False)
+    monkeypatch.delenv("TINYNIM_DTYPE", raising=False)
+    assert (get_backend().name, get_backend().dtype) == ("numpy", "float32")      # the defaults
+    monkeypatch.setenv("TINYNIM_BACKEND", "array_api_strict")
+    monkeypatch.setenv("TINYNIM_DTYPE", "float64")
+    adapter = get_backend()
+    assert (adapter.name, adapter.dtype) == ("array_api_strict", "float64")
+    x = tinynim.asarray([1.0, 2.0])
+    assert type(x).__module__.startswith("array_api_strict") and x.dtype == adapter.xp.float64
+    if HAS_TORCH:
+        monkeypatch.setenv("TINYNIM_BACKEND", "torch")
+        monkeypatch.setenv("TINYNIM_DTYPE", "float32")
+        assert (get_backend().name, get_backend().dtype) == ("torch", "float32")
+        assert str(tinynim.asarray([1.0]).dtype) == "torch.float32"
+
+
+def test_use_backend_nests_and_restores(monkeypatch):
+    monkeypatch.setenv("TINYNIM_BACKEND", "numpy")
+    monkeypatch.setenv("TINYNIM_DTYPE", "float32")
+    with use_backend("array_api_strict", dtype="float64") as outer:
+        assert get_backend() is outer
+        with use_backend("numpy", dtype="float64") as inner:
+            assert get_backend() is inner
+        assert get_backend() is outer
+        with pytest.raises(KeyError):
+            with use_backend("numpy"):
+                raise KeyError("inside")
+        assert get_backend() is outer                  # restored after an exception too
+    assert (get_backend().name, get_backend().dtype) == ("numpy", "float32")
+
+
+def test_to_numpy_round_trip(backend):
+    """Host -> backend -> host is exact for floats, ints and booleans (same bits, same kind)."""
+    rng = np.random.default_rng(0)
+    for a in [rng.standard_normal((3, 4)), rng.integers(-5, 5, (2, 3)), rng.uniform(size=5) < 0.5]:
+        x = tinynim.asarray(a)
+        back = tinynim.to_numpy(x)
+        assert isinstance(back, np.ndarray)
+        assert back.dtype == a.dtype and back.shape == a.shape
+        assert np.array_equal(back, a)
+        assert np.array_equal(backend.to_numpy(x), a)
+
+
+def test_zero_dim_arrays_keep_their_shape(backend):
+    """A scalar (0-d) stays 0-d on every backend, also when drawn by the RNG (e.g. a scalar
+    parameter such as a learnable step size)."""
+    x = tinynim.asarray(np.array(2.5))
+    assert tuple(x.shape) == () and tinynim.to_numpy(x).shape == ()
+    assert tuple(tinynim.RNG(0).normal(()).shape) == ()
+
+
+def test_asarray_dtype_rules(backend):
+    """Floats take the active float dtype (float64 in this fixture) or the named one;
+    integers and booleans keep their kind unless a dtype is named."""
+    xp = backend.xp
+    assert tinynim.asarray(np.ones(2, dtype=np.float32)).dtype == xp.float64
+    assert tinynim.asarray([1.0], dtype="float32").dtype == xp.float32
+    assert tinynim.asarray([1, 2]).dtype == xp.int64
+    assert tinynim.asarray([True]).dtype == xp.bool
+    assert tinynim.asarray([1, 2], dtype="float64").dtype == xp.float64
+    with pytest.raises(tinynim.BackendError, match=r"has no dtype 'float7'"):
+        tinynim.asarray([1.0], dtype="float7")
+
+
+def test_available_reports_every_backend():
+    report = available()
+    assert set(report) == set(NAMES)
+    assert report["numpy"][0] and report["array_api_strict"][0]
+    assert report["torch"][0] == HAS_TORCH

@@ -1,0 +1,120 @@
+"""Multi-head softmax self-attention (scaled dot product), bias-free.
+
+Forward, for x: (B, T, D) with H heads of size d = D / H::
+
+    [Q | K | V] = x [Wq | Wk | Wv]            one GEMM, then split into heads (B, H, T, d)
+    S = Q Kᵀ / √d                              (B, H, T, T) logits
+    P = softmax_j(S) over allowed j only       masked entries get probability 0
+    O = P V                                    (B, H, T, d), heads merged back to (B, T, D)
+    out = O Wo                                 (B, T, D)
+
+"Allowed" is ``mask`` (True = may attend; shape (T, T), (B, T, T) or (B, H, T, T), size-1
+axes broadcast) and, with ``causal=True``, also j ≤ t. A query row with no allowed key has
+P = 0, so its output is exactly zero (a convention: the softmax of nothing is undefined).
+The softmax subtracts the row maximum over allowed entries, so it never overflows.
+Bias-free: every projection is a plain matrix (a bias on K cancels in the softmax anyway).
+
+Backward, with G = dL/d(out):
+``dWo = Oᵀ G``, ``dO = G Woᵀ``; through O = P V: ``dP = dO Vᵀ``, ``dV = Pᵀ dO``;
+through the row softmax (Jacobian diag(p) − p pᵀ): ``dS = P ⊙ (dP − Σ_j P ⊙ dP)``, which is
+0 at masked entries because P is; through S: ``dQ = dS K / √d``, ``dK = dSᵀ Q / √d``;
+finally ``d[Wq|Wk|Wv] = xᵀ [dQ|dK|dV]`` and ``dx = [dQ|dK|dV] [Wq|Wk|Wv]ᵀ``.
+"""
+from __future__ import annotations
+
+import math
+
+import array_api_compat
+
+from tinynim.backend import namespace
+from tinynim.nn.base import Layer
+from tinynim.random import as_rng
+
+
+def split_heads(x, n_heads):
+    """(B, T, H·d) -> (B, H, T, d)."""
+    xp = namespace(x)
+    B, T, D = x.shape
+    return xp.permute_dims(xp.reshape(x, (B, T, n_heads, D // n_heads)), (0, 2, 1, 3))
+
+
+def merge_heads(x):
+    """(B, H, T, d) -> (B, T, H·d), the inverse of :func:`split_heads`."""
+    xp = namespace(x)
+    B, H, T, d = x.shape
+    return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (B, T, H * d))
+
+
+class SoftmaxAttention(Layer):
+    def __init__(self, d_model: int, n_heads: int, causal: bool = False):
+        if d_model % n_heads:
+            raise ValueError(f"SoftmaxAttention: d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads, self.causal = d_model, n_heads, causal
+        self.d_head = d_model // n_heads
+
+    def init(self, rng, *, dtype=None, backend=None):
+        """Wq, Wk, Wv, Wo ~ N(0, 1/d_model) (LeCun normal, as :class:`Linear`)."""
+        rng = as_rng(rng)
+        std = 1.0 / math.sqrt(self.d_model)
+        shape = (self.d_model, self.d_model)
+        return {k: rng.normal(shape, std=std, dtype=dtype, backend=backend) for k in ("Wq", "Wk", "Wv", "Wo")}
+
+    def _allowed(self, xp, x, mask):
+        """The boolean mask as (B|1, H|1, T, T), or None when every key is allowed."""
+        B, T, _ = x.shape
+        if mask is not None:
+            shape = tuple(mask.shape)
+            as4 = {2: (1, 1) + shape, 3: shape[:1] + (1,) + shape[1:], 4: shape}.get(len(shape))
+            if (as4 is None or as4[2:] != (T, T)
+                    or any(n not in (1, want) for n, want in zip(as4[:2], (B, self.n_heads)))):
+                raise ValueError(f"{self.name}: expected mask of shape (T, T), (B, T, T) or (B, H, T, T) "
+                                 f"broadcastable to {(B, self.n_heads, T, T)}, got shape {shape}")
+            if not xp.isdtype(mask.dtype, "bool"):
+                raise ValueError(f"{self.name}: expected a boolean mask, got dtype {mask.dtype}")
+            mask = xp.reshape(mask, as4)
+        if self.causal:
+            i = xp.arange(T, device=array_api_compat.device(x))
+            causal = i[:, None] >= i[None, :]                                 # (T, T): key j ≤ query t
+            mask = causal if mask is None else (mask & causal)
+        return mask
+
+    def forward(self, params, x, mask=None):
+        xp = self.check_input(x, ndim=3, last=self.d_model)
+        self.require_keys(params, ("Wq", "Wk", "Wv", "Wo"))
+        D, H = self.d_model, self.n_heads
+        W = xp.concat([params["Wq"], params["Wk"], params["Wv"]], axis=1)     # (D, 3D)
+        qkv = x @ W                                                           # (B, T, 3D)
+        q, k, v = (split_heads(qkv[..., i * D:(i + 1) * D], H) for i in range(3))  # (B, H, T, d)
+        S = (q @ k.mT) / math.sqrt(self.d_head)                               # (B, H, T, T)
+        allowed = self._allowed(xp, x, mask)
+        if allowed is None:
+            E = xp.exp(S - xp.max(S, axis=-1, keepdims=True))                 # (B, H, T, T)
+            P = E / xp.sum(E, axis=-1, keepdims=True)
+        else:
+            m = xp.max(xp.where(allowed, S, -math.inf), axis=-1, keepdims=True)  # -inf: empty row
+            m = xp.where(m > -math.inf, m, 0.0)
+            E = xp.exp(xp.where(allowed, S - m, -math.inf))                   # exactly 0 where masked
+            Z = xp.sum(E, axis=-1, keepdims=True)                             # (B, H, T, 1)
+            P = E / xp.where(Z > 0, Z, 1.0)                                   # empty row -> P = 0
+        O = merge_heads(P @ v)                                                # (B, T, D)
+        return O @ params["Wo"], (x, W, q, k, v, P, O)
+
+    def backward(self, params, cache, dout):
+        x, W, q, k, v, P, O = cache
+        xp = self.check_input(dout, ndim=3, last=self.d_model, what="dout")
+        D = self.d_model
+        dWo = xp.reshape(O, (-1, D)).T @ xp.reshape(dout, (-1, D))            # (D, D)
+        dO = split_heads(dout @ params["Wo"].T, self.n_heads)                 # (B, H, T, d)
+        dP = dO @ v.mT                                                        # (B, H, T, T)
+        dv = P.mT @ dO                                                        # (B, H, T, d)
+        dS = P * (dP - xp.sum(P * dP, axis=-1, keepdims=True)) / math.sqrt(self.d_head)
+        dq, dk = dS @ k, dS.mT @ q                                            # (B, H, T, d)
+        dqkv = xp.concat([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)  # (B, T, 3D)
+        dW = xp.reshape(x, (-1, D)).T @ xp.reshape(dqkv, (-1, 3 * D))         # (D, 3D)
+        grads = {"Wq": dW[:, :D], "Wk": dW[:, D:2 * D], "Wv": dW[:, 2 * D:], "Wo": dWo}
+        return dqkv @ W.T, grads                                              # (B, T, D)
+
+    @staticmethod
+    def example(rng):
+        rng = as_rng(rng)
+        return SoftmaxAttention(6, 2, causal=True), rng.normal((2, 4, 6)), {}
