@@ -9,6 +9,11 @@
 """
 import os
 
+# One BLAS thread: the suite's arrays are small, and several spin-waiting OpenBLAS/torch
+# threads on a 2-core machine made single steps 10-30x slower. Set before numpy loads.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import pytest
 from hypothesis import HealthCheck, settings
 

@@ -118,13 +118,15 @@ def test_lsa_init(f64):
         "Q": (1, 3, 3), "P": (1, 3, 3)}
 
 
-@pytest.mark.parametrize("T, k, via_S", [(6, 2, True), (2, 6, False)])
-def test_attend_picks_cheaper_route(backend, T, k, via_S):
-    """(n + T)·k² vs T·n·2k decides the route; both give the loop formula and its gradients."""
+@pytest.mark.parametrize("T, k, via_S, products", [(6, 2, True, False), (2, 6, False, True),
+                                                   (1, 2, False, False), (7, 3, True, True)])
+def test_attend_picks_cheaper_route(backend, T, k, via_S, products):
+    """(n + T)·k² vs T·n·2k decides the attention route, d_key ≥ D the products Q, P; every
+    combination gives the loop formula and its gradients."""
     layer = LinearSelfAttention(3, 2, k, init_std=0.5)
     rng = RNG(T)
     p, x = layer.init(rng), rng.normal((2, T, 3))
     out, cache = layer.forward(p, x)
-    assert cache[-1][-1] is via_S
+    assert cache[-1][-1] is via_S and cache[3] is products
     assert_close(out, reference(p, x, "full", False, T), what="route")
     assert_gradients(layer, p, x)

@@ -51,9 +51,12 @@ def info() -> int:
 
 
 def import_layers() -> dict:
-    """Import every module of :mod:`tinynim.nn` so each layer registers itself."""
-    for mod in pkgutil.walk_packages(tinynim.nn.__path__, "tinynim.nn."):
-        importlib.import_module(mod.name)
+    """Import every module of :mod:`tinynim.nn` and of the paper package :mod:`tasks` (its
+    models, e.g. ``LinearTransformer``, follow the layer protocol too) so each registers."""
+    import tasks
+    for package, prefix in ((tinynim.nn, "tinynim.nn."), (tasks, "tasks.")):
+        for mod in pkgutil.walk_packages(package.__path__, prefix):
+            importlib.import_module(mod.name)
     return tinynim.nn.REGISTRY
 
 

@@ -12,8 +12,9 @@ from tinynim.nn.positional import SinusoidalPositional, sinusoidal
 from tinynim.nn.attention import SoftmaxAttention
 from tinynim.nn.linear_attention import LinearSelfAttention
 from tinynim.nn.transformer import TransformerBlock
+from tinynim.nn.recurrent import GatedLinearRNN
 
 __all__ = ["Layer", "REGISTRY", "Linear", "ACTIVATIONS", "GELU", "ReLU", "Sigmoid", "Softplus",
            "Tanh", "Residual", "Sequential", "MLP", "LayerNorm", "Embedding",
            "SinusoidalPositional", "sinusoidal", "SoftmaxAttention", "LinearSelfAttention",
-           "TransformerBlock"]
+           "TransformerBlock", "GatedLinearRNN"]

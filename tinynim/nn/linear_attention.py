@@ -17,11 +17,14 @@ Structure autodiff of the textbook formula cannot see:
 
 * without a mask, ``A v = q (kᵀ v)``: the (k×k) matrix S = kᵀv costs (n + T)·k² instead
   of the T·n·2k of the (T×n) score matrix; :func:`attend` takes the cheaper route;
+* the D×D products Q_h = Wq Wkᵀ, P_h = Wv Wp replace the factors when they are no bigger
+  (d_key ≥ D): the full form then runs as the merged one (no key or value projection of
+  the context, S = CᵀC shared by all heads), and the factor gradients follow by the product
+  rule dWq = dQ Wk, dWk = dQᵀ Wq, dWv = dP Wpᵀ, dWp = Wvᵀ dP. The 4-matrix backward below
+  runs for low-rank heads (d_key < D);
 * ``only_last=True`` computes the last token's output only, ``out`` (B, 1, D), for models
-  whose loss reads one query token (in-context regression): one query row, not T. That row
-  goes through the D×D products Q_h = Wq Wkᵀ, P_h = Wv Wp in both forms (scores C r with
-  r = x_q Q_h: no key or value projection of the context), and the factor gradients follow
-  by the product rule: dWq = dQ Wk, dWk = dQᵀ Wq, dWv = dP Wpᵀ, dWp = Wvᵀ dP;
+  whose loss reads one query token (in-context regression): one query row, not T, always
+  through the products (scores C r with r = x_q Q_h: O(n·D) per head and task);
 * the per-head projections are one GEMM each (:func:`project`, :func:`merge_heads`).
 
 ``causal=True`` and ``n_context`` combine: token t attends to context tokens i < n with
@@ -192,37 +195,36 @@ class LinearSelfAttention(Layer):
         T, n = x.shape[1], self._n(x, n_context)
         C = x[:, :n, :]                                              # (B, n, D)
         xq = x[:, T - 1:, :] if only_last else x                     # query rows (B, Tq, D)
-        merged = self.form == "merged" or only_last                  # last row: via the products
+        merged = self.form == "merged" or only_last or self.d_key >= self.d_model   # products
         if merged:
-            Q, P = merged_products(params, self.form)                # (H, D, D)
+            Wi, Wo = merged_products(params, self.form)              # (H, D, D)
             Cb = xp.expand_dims(C, axis=1)                           # (B, 1, n, D) for all heads
-            q, k, v, Wo = project(xq, Q), Cb, Cb, P
+            k = v = Cb
         else:
-            q, k, v = project(x, params["Wq"]), project(C, params["Wk"]), project(C, params["Wv"])
-            Wo = params["Wp"]                                        # (B, H, ., k), (H, k, D)
+            Wi, Wo = params["Wq"], params["Wp"]                      # (H, D, k), (H, k, D)
+            k, v = project(C, params["Wk"]), project(C, params["Wv"])   # (B, H, n, k)
+        q = project(xq, Wi)                                          # (B, H, Tq, k)
         mask = None                                                  # the last row sees all keys
         if self.causal and not only_last:
             mask = causal_mask(xp, T, n, x.dtype, array_api_compat.device(x))
         y, acache = attend(q, k, v, mask)                            # (B, H, Tq, k)
-        return merge_heads(y, Wo), (x, n, xq, merged, (q, Wo), y, acache)   # (B, Tq, D)
+        return merge_heads(y, Wo), (x, n, xq, merged, Wi, Wo, y, acache)    # (B, Tq, D)
 
     def backward(self, params, cache, dout):
-        x, n, xq, merged, (q, Wo), y, acache = cache
+        x, n, xq, merged, Wi, Wo, y, acache = cache
         xp = self.check_input(dout, ndim=3, last=self.d_model, what="dout")
         T = x.shape[1]
         dq, dk, dv = attend_backward(acache, project(dout, Wo.mT))   # dy = G Woᵀ (B, H, Tq, k)
         xq4 = xp.expand_dims(xq, axis=1)                             # (B, 1, Tq, D)
         G = xp.expand_dims(dout, axis=1)                             # (B, 1, Tq, D)
+        dxq = merge_heads(dq, Wi.mT)                                 # (B, Tq, D)
         if merged:
-            Q = merged_products(params, self.form)[0]
-            dxq = merge_heads(dq, Q.mT)                              # (B, Tq, D)
             dC = xp.sum(dk + dv, axis=1)                             # (B, n, D)
             grads = factor_grads(params, self.form, sum_outer(xq4, dq), sum_outer(y, G))
         else:
             C = xp.expand_dims(x[:, :n, :], axis=1)                  # (B, 1, n, D)
             grads = {"Wq": sum_outer(xq4, dq), "Wk": sum_outer(C, dk), "Wv": sum_outer(C, dv),
                      "Wp": sum_outer(y, G)}
-            dxq = merge_heads(dq, params["Wq"].mT)
             dC = merge_heads(dk, params["Wk"].mT) + merge_heads(dv, params["Wv"].mT)
         if n + dxq.shape[1] == T:                                    # context rows, then queries
             return xp.concat([dC, dxq], axis=1), grads

@@ -1,0 +1,135 @@
+"""GatedLinearRNN: scans, BPTT gradients, options (h0, final state, last step only), errors."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from tinynim.backend import asarray
+from tinynim.nn.recurrent import GatedLinearRNN, parallel_scan, scan_reference
+from tinynim.random import RNG
+from helpers import assert_close, assert_gradients, host
+
+RECURRENCES = ["sigmoid", "exp", "direct"]
+
+
+def _with_decay(layer, params, lam_host):
+    """`params` with λ set to `lam_host` (host array in (0, 1]) in the layer's parametrisation."""
+    raw = {"sigmoid": np.log(lam_host / (1 - lam_host)), "exp": np.log(-np.log(lam_host)),
+           "direct": lam_host}[layer.recurrence]
+    return {**params, layer.decay_key: asarray(raw)}
+
+
+@given(B=st.integers(1, 3), T=st.integers(1, 40), N=st.integers(1, 5), seed=st.integers(0, 2**16),
+       with_h0=st.booleans(), extremes=st.booleans())
+def test_parallel_scan_equals_loop(backend, B, T, N, seed, with_h0, extremes):
+    """Doubling scan == the plain loop for any length (powers of two and not), λ ∈ [0, 1]
+    including exactly 0 and 1. Tolerance 1e-12: the same sums in another order."""
+    rng = RNG(seed)
+    lam = rng.uniform((N,), host=True)
+    if extremes:
+        lam[: N // 2] = 0.0
+        lam[N // 2:] = 1.0
+    lam, u = asarray(lam), rng.normal((B, T, N))
+    h0 = rng.normal((B, N)) if with_h0 else None
+    assert_close(parallel_scan(lam, u, h0), scan_reference(lam, u, h0), 1e-12, "parallel scan vs loop")
+
+
+def test_scan_matches_closed_form(f64):
+    """h_t = λ^{t+1} h0 + Σ_{s≤t} λ^{t−s} u_s, written out with numpy (independent of both scans)."""
+    rng = np.random.default_rng(0)
+    lam, u, h0 = rng.uniform(size=3), rng.normal(size=(2, 7, 3)), rng.normal(size=(2, 3))
+    t = np.arange(7)
+    L = np.where(t[:, None] >= t[None, :], lam[:, None, None] ** np.maximum(t[:, None] - t[None, :], 0), 0)
+    expected = np.einsum("nts,bsn->btn", L, u) + lam ** (t[:, None] + 1) * h0[:, None, :]
+    for scan in (parallel_scan, scan_reference):
+        assert_close(scan(asarray(lam), asarray(u), asarray(h0)), expected, 1e-13, scan.__name__)
+
+
+@given(d_in=st.integers(1, 3), N=st.integers(1, 4), M=st.integers(1, 4), d_out=st.integers(1, 3),
+       B=st.integers(1, 2), T=st.integers(1, 6), seed=st.integers(0, 2**16),
+       recurrence=st.sampled_from(RECURRENCES), append_one=st.booleans(), with_h0=st.booleans(),
+       return_state=st.booleans(), last_only=st.booleans(), scan=st.sampled_from(["parallel", "loop"]))
+def test_gradients(backend, d_in, N, M, d_out, B, T, seed, recurrence, append_one, with_h0,
+                   return_state, last_only, scan):
+    """BPTT vs finite differences (FD_TOL) and torch autograd, every option combination.
+
+    λ is drawn in [0.5, 0.95] so that λ^T (the factor on dh0) stays ≥ 0.5^6 ≈ 0.016: a
+    tiny gradient would be swamped by the FD rounding error (~1e-10 absolute), which says
+    nothing about the backward. The formulas do not depend on the range of λ."""
+    rng = RNG(seed)
+    layer = GatedLinearRNN(d_in, N, d_out, n_out_gates=M, append_one=append_one,
+                           recurrence=recurrence, scan=scan)
+    params = _with_decay(layer, layer.init(rng), rng.uniform((N,), 0.5, 0.95, host=True))
+    x = rng.normal((B, T, d_in))
+    if with_h0:
+        x = (x, rng.normal((B, N)))
+    assert_gradients(layer, params, x, {"return_state": return_state, "last_only": last_only})
+
+
+def test_direct_decay_at_zero_and_one(backend):
+    """λ exactly 0 and 1 (the construction's values): the backward still matches torch and FD
+    (λ^k has derivative k λ^{k−1}, finite at 0 for k ≥ 1; 0⁰ = 1)."""
+    rng = RNG(3)
+    layer = GatedLinearRNN(2, 4, 2, recurrence="direct")
+    params = {**layer.init(rng), "lam": asarray([0.0, 1.0, 0.0, 1.0])}
+    for kw in ({}, {"last_only": True}):
+        assert_gradients(layer, params, (rng.normal((2, 5, 2)), rng.normal((2, 4))), kw)
+
+
+@given(seed=st.integers(0, 2**16), T=st.integers(1, 12), recurrence=st.sampled_from(RECURRENCES))
+def test_last_only_and_state_agree_with_full_sequence(backend, seed, T, recurrence):
+    """last_only returns out[:, -1] and the same h_T as the full scan; h_T is the last state."""
+    rng = RNG(seed)
+    layer = GatedLinearRNN(3, 5, 2, recurrence=recurrence)
+    params = layer.init(rng)
+    x = (rng.normal((2, T, 3)), rng.normal((2, 5)))
+    out, h_T = layer(params, x, return_state=True)
+    last, h_T2 = layer(params, x, return_state=True, last_only=True)
+    assert_close(last, out[:, -1, :], 1e-12, "last-step output")
+    assert_close(h_T2, h_T, 1e-12, "final state")
+
+
+@given(seed=st.integers(0, 2**16), T1=st.integers(1, 8), T2=st.integers(1, 8))
+def test_state_is_affine_in_h0_and_resumable(backend, seed, T1, T2):
+    """h_T(h0) = Φ ⊙ h0 + s with Φ = decay_product = λ^T and s the zero-start state; and
+    reading c1 then resuming from its state on c2 equals reading c1∘c2 in one go."""
+    rng = RNG(seed)
+    layer = GatedLinearRNN(2, 4, 1, recurrence="exp")
+    params = layer.init(rng)
+    c1, c2, h0 = rng.normal((3, T1, 2)), rng.normal((3, T2, 2)), rng.normal((3, 4))
+    (_, s), _ = layer.forward(params, c1, return_state=True)
+    (_, h), _ = layer.forward(params, (c1, h0), return_state=True)
+    assert_close(h, layer.decay_product(params, T1) * h0 + s, 1e-12, "affine in h0")
+    xp = backend.xp
+    (y_all, h_all), _ = layer.forward(params, xp.concat([c1, c2], axis=1), return_state=True)
+    (y2, h2), _ = layer.forward(params, (c2, s), return_state=True)
+    assert_close(y2, y_all[:, T1:, :], 1e-12, "resumed outputs")
+    assert_close(h2, h_all, 1e-12, "resumed state")
+
+
+def test_same_seed_same_decays_for_every_parametrisation(f64):
+    """init draws λ = σ(U(−2, 2)) and stores it in each parametrisation: same λ, same weights."""
+    layers = {r: GatedLinearRNN(3, 6, 2, recurrence=r) for r in RECURRENCES}
+    params = {r: l.init(RNG(7)) for r, l in layers.items()}
+    lams = {r: host(layers[r].decay(params[r])) for r in RECURRENCES}
+    for r in RECURRENCES:
+        assert_close(lams[r], lams["sigmoid"], 1e-14, f"λ of {r}")
+        assert_close(params[r]["Wx_out"], params["sigmoid"]["Wx_out"], 0.0, f"Wx_out of {r}")
+    lam = lams["sigmoid"]
+    assert lam.min() > 1 / (1 + math.e ** 2) and lam.max() < 1 / (1 + math.e ** -2)
+
+
+def test_shape_errors(f64):
+    layer = GatedLinearRNN(3, 4, 2)
+    params = layer.init(0)
+    with pytest.raises(ValueError, match=r"GatedLinearRNN: expected x of shape \(\.\.\., 3\), got shape \(2, 5, 4\)"):
+        layer.forward(params, RNG(0).normal((2, 5, 4)))
+    with pytest.raises(ValueError, match=r"GatedLinearRNN: expected x with 3 dims, got shape \(5, 3\)"):
+        layer.forward(params, RNG(0).normal((5, 3)))
+    with pytest.raises(ValueError, match=r"GatedLinearRNN: expected h0 of shape \(2, 4\), got shape \(2, 3\)"):
+        layer.forward(params, (RNG(0).normal((2, 5, 3)), RNG(0).normal((2, 3))))
+    with pytest.raises(ValueError, match="recurrence must be one of"):
+        GatedLinearRNN(3, 4, 2, recurrence="tanh")
+    with pytest.raises(ValueError, match="scan must be one of"):
+        GatedLinearRNN(3, 4, 2, scan="fft")
