@@ -1,5 +1,4 @@
 """NumPy adapter: the CPU teaching backend and the default."""
-import numpy as np
 from array_api_compat import numpy as xp_numpy
 
 from backends import Adapter, BackendError

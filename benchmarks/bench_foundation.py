@@ -17,6 +17,7 @@ from tinynim.losses import mse, softmax_cross_entropy
 from tinynim.nn.mlp import MLP
 from tinynim.nn.transformer import TransformerBlock
 from tinynim.random import RNG
+from tinynim.train import supervised
 
 # -- MLP: softmax cross-entropy on random labels ------------------------------------------
 MLP_B, MLP_SIZES = 1024, [64, 256, 256, 10]
@@ -42,11 +43,8 @@ def mlp_setup(impl):
     if impl == "tinynim":
         x, y = asarray(x), asarray(y)
 
-        def step():
-            logits, cache = model.forward(params, x)
-            loss, dlogits = softmax_cross_entropy(logits, y)
-            return loss, model.backward(params, cache, dlogits)[1]
-        return step
+        loss_and_grads = supervised(model, softmax_cross_entropy)
+        return lambda: loss_and_grads(params, (x, y), 0)
     if impl == "torch":
         import torch
         return torch_step(lambda p, x, y: torch.nn.functional.cross_entropy(_mlp_logits(p, x, torch.relu, n), y),
@@ -114,11 +112,8 @@ def transformer_setup(impl):
     if impl == "tinynim":
         x, y = asarray(x), asarray(y)
 
-        def step():
-            out, cache = block.forward(params, x)
-            loss, dout = mse(out, y)
-            return loss, block.backward(params, cache, dout)[1]
-        return step
+        loss_and_grads = supervised(block, mse)
+        return lambda: loss_and_grads(params, (x, y), 0)
     # tinynim's mse: ½ Σ (out − y)² / B
     sq_err = lambda out, y: 0.5 * ((out - y) ** 2).sum() / out.shape[0]   # noqa: E731
     if impl == "torch":

@@ -19,9 +19,9 @@ import numpy as np
 
 from benchmarks.common import Case, host_flat, jax_step, torch_step
 from tinynim.backend import asarray
-from tinynim.losses import mse
 from tinynim.nn.recurrent import GatedLinearRNN
 from tinynim.random import RNG
+from tinynim.train import supervised
 
 B, D_IN, N, D_OUT = 256, 16, 128, 16
 
@@ -68,11 +68,8 @@ def make_setup(T, *, last=False, scan="loop"):
         if impl == "tinynim":
             x, y = asarray(x), asarray(y)
 
-            def step():
-                out, cache = rnn.forward(params, x, last_only=last)
-                loss, dout = mse(out, y)
-                return loss, rnn.backward(params, cache, dout)[1]
-            return step
+            loss_and_grads = supervised(rnn, last_only=last)
+            return lambda: loss_and_grads(params, (x, y), 0)
         if impl == "torch":
             return torch_step(lambda p, x, y: _torch_loss(p, x, y, last), host_flat(params), x, y)
         if impl == "jax":

@@ -48,16 +48,13 @@ def _setup(n_layers):
             return jax_step(loss, W, tokens, targets)
         from tasks.icl_regression import LinearTransformer
         from tinynim.backend import asarray
-        from tinynim.losses import mse
+        from tinynim.train import supervised
         model = LinearTransformer(D - 1, 1, n_layers, form="full")
         params = {k: asarray(v[None]) for k, v in W.items()}           # one head: (1, D, D)
         t, y = asarray(tokens), asarray(targets)
 
-        def step():
-            pred, cache = model.forward(params, t)
-            value, dpred = mse(pred, y)
-            return value, model.backward(params, cache, dpred)[1]
-        return step
+        loss_and_grads = supervised(model)
+        return lambda: loss_and_grads(params, (t, y), 0)
     return setup
 
 

@@ -183,7 +183,7 @@ for n in SHOTS:
     acc_gd[n] = gd_state_accuracy(n)
     R[n] = {k: loss(v, t) for k, v in preds.items()}
 cols = ["short", "retrieved", "retrieved+short", "mixed+short", "oracle"]
-print(f"\n| shots | acc (all) | acc (memory) | acc (GD state) | " + " | ".join(f"{c:15s}" for c in cols) + " |")
+print("\n| shots | acc (all) | acc (memory) | acc (GD state) | " + " | ".join(f"{c:15s}" for c in cols) + " |")
 print("|-------|-----------|--------------|----------------|" + "|".join("-" * 17 for _ in cols) + "|")
 for n in SHOTS:
     print(f"| {n:5d} | {acc_plain[n]:9.3f} | {acc_keys[n]:12.3f} | {acc_gd[n]:14.3f} | "

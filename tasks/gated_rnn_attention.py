@@ -32,7 +32,7 @@ from tinynim.nn.linear_attention import LinearSelfAttention
 from tinynim.nn.recurrent import GatedLinearRNN
 from tinynim.optim import Adam, cosine
 from tinynim.random import RNG, as_rng
-from tinynim.train import fit
+from tinynim.train import fit, supervised
 from tasks.icl_regression import alignment, gd_sensitivity, sample, sensitivity
 
 
@@ -139,18 +139,9 @@ def gd_alignment(model, params, tokens, eta):
 
 # -- training: in-context regression and an LSA teacher ----------------------------------
 
-def _loss_and_grads(model):
-    def loss_and_grads(params, batch, step):
-        x, target = batch
-        out, cache = model.forward(params, x)
-        value, dout = mse(out, target)
-        return value, model.backward(params, cache, dout)[1]
-    return loss_and_grads
-
-
 def _train(model, params, data, *, steps, lr, log_every, log):
     """Adam with a cosine decay from `lr` to lr/20 over `steps` (tinynim.train.fit)."""
-    return fit(_loss_and_grads(model), params, Adam(cosine(lr, steps, lr / 20)), steps=steps,
+    return fit(supervised(model), params, Adam(cosine(lr, steps, lr / 20)), steps=steps,
                data=data, log_every=log_every, log=log)
 
 

@@ -46,21 +46,26 @@ from tinynim.losses import mse
 from tinynim.nn.base import Layer
 from tinynim.nn.linear_attention import LinearSelfAttention, merged_products, place_rows
 from tinynim.random import as_rng
-from tinynim.train import fit
+from tinynim.train import fit, supervised
 from tinynim.tree import add
 
 
 # -- data ------------------------------------------------------------------------------
 
-def sample(rng, batch, n_context=10, d=10, *, d_out=1, input_range=1.0, noise_std=0.0, dtype=None):
+def sample(rng, batch, n_context=10, d=10, *, d_out=1, input_range=1.0, noise_std=0.0, dtype=None,
+           w=None):
     """`batch` regression tasks as (tokens (batch, N+1, d+d_out), targets (batch, d_out)).
 
     w ~ N(0, I) (d_out × d) per task, x ~ U(−input_range/2, input_range/2)^d as in the
     official code (the paper text's U(−1, 1) is input_range=2). Gaussian noise of std
     `noise_std` is added to the context y only; the query target is noise-free.
+    `w` (host, (batch, d_out, d)) fixes the task weights instead of drawing them.
     """
     rng = as_rng(rng)
-    w = rng.normal((batch, d_out, d), host=True)
+    if w is None:
+        w = rng.normal((batch, d_out, d), host=True)
+    elif np.shape(w) != (batch, d_out, d):
+        raise ValueError(f"sample: expected w of shape {(batch, d_out, d)}, got {np.shape(w)}")
     x = rng.uniform((batch, n_context + 1, d), -input_range / 2, input_range / 2, host=True)
     y = x @ w.transpose(0, 2, 1)                                        # (batch, N+1, d_out)
     y_ctx = y[:, :n_context] + noise_std * rng.normal((batch, n_context, d_out), host=True)
@@ -277,16 +282,6 @@ class LinearTransformer(Layer):
         return model, sample(rng, 2, n_context=4, d=3, d_out=2)[0], {}
 
 
-def objective(model):
-    """``loss_and_grads(params, (tokens, targets), step)`` for :func:`tinynim.train.fit`."""
-    def loss_and_grads(params, batch, step):
-        tokens, targets = batch
-        pred, cache = model.forward(params, tokens)
-        value, dpred = mse(pred, targets)
-        return value, model.backward(params, cache, dpred)[1]
-    return loss_and_grads
-
-
 def train(model, params, optimizer, *, steps, batch, rng, n_context=10, input_range=1.0,
           noise_std=0.0, **fit_kw):
     """Fit `model` on fresh tasks every step (as the paper code): ``(params, history)``.
@@ -294,7 +289,7 @@ def train(model, params, optimizer, *, steps, batch, rng, n_context=10, input_ra
     rng = as_rng(rng)
     data = lambda step: sample(rng, batch, n_context, model.d, d_out=model.d_out,
                                input_range=input_range, noise_std=noise_std)
-    return fit(objective(model), params, optimizer, steps=steps, data=data, **fit_kw)
+    return fit(supervised(model), params, optimizer, steps=steps, data=data, **fit_kw)
 
 
 # -- constructions ---------------------------------------------------------------------

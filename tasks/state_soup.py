@@ -21,10 +21,10 @@ so Φ = λ^T. The model functions below take such a layer and its params; the al
 """
 from __future__ import annotations
 
-import numpy as np
-
 from tinynim.backend import asarray, namespace
 from tinynim.losses import softmax
+
+from tasks.icl_regression import sample
 
 KINDS = ("sum", "mean")
 
@@ -178,10 +178,7 @@ def task_tokens(rng, w, n_context, *, input_range=2.0, dtype=None):
     """Regression tasks with given weights w (B, d) (host numpy), tokens laid out as
     :func:`tasks.icl_regression.sample`: (tokens (B, n_context+1, d+1), targets (B, 1))."""
     B, d = w.shape
-    x = rng.uniform((B, n_context + 1, d), -input_range / 2, input_range / 2, host=True)
-    y = x @ w[:, :, None]                                                # (B, N+1, 1)
-    ys = np.concatenate([y[:, :-1], np.zeros((B, 1, 1))], axis=1)        # the query's y is 0
-    return asarray(np.concatenate([x, ys], axis=-1), dtype), asarray(y[:, -1], dtype)
+    return sample(rng, B, n_context, d, input_range=input_range, dtype=dtype, w=w[:, None, :])
 
 
 def skill_store(rnn, params, skills, rng, n_context=12, *, keys=None, input_range=2.0):

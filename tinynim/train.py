@@ -87,6 +87,21 @@ def _resume(path, params, optimizer):
     return params, state, meta["step"], meta["history"]
 
 
+def supervised(model, loss=None, **forward_kw):
+    """``loss_and_grads(params, (x, target), step) -> (loss, grads)`` for :func:`fit`: the
+    model's forward (with `forward_kw`), ``loss(out, target) -> (value, dout)`` (default
+    :func:`tinynim.losses.mse`), then the model's backward."""
+    if loss is None:
+        from tinynim.losses import mse as loss
+
+    def loss_and_grads(params, batch, step):
+        x, target = batch
+        out, cache = model.forward(params, x, **forward_kw)
+        value, dout = loss(out, target)
+        return value, model.backward(params, cache, dout)[1]
+    return loss_and_grads
+
+
 def fit(loss_and_grads, params, optimizer, *, steps, data=None, log_every=100, log=print,
         eval_fn=None, eval_every=None, checkpoint_path=None, checkpoint_every=None, resume=False):
     """Train for `steps` optimiser updates: ``(params, history)`` (see the module docstring).

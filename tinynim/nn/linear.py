@@ -31,7 +31,7 @@ class Linear(Layer):
         return params
 
     def forward(self, params, x):
-        xp = self.check_input(x, min_ndim=1, last=self.d_in)
+        self.check_input(x, min_ndim=1, last=self.d_in)
         out = x @ params["W"]                       # (..., d_out)
         if self.bias:
             out = out + params["b"]
