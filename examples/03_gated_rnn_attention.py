@@ -10,7 +10,7 @@
 # one step of gradient descent on the context; trained to imitate an attention teacher,
 # the neurons it relies on end near λ = 0 or λ = 1.
 #
-# Spec: /work/shared/papers/linear_icl.md §4 (no official code exists; the numbers we
+# Spec: ../shared/papers/linear_icl.md §4 (no official code exists; the numbers we
 # compare with are the spec's own CPU reproduction).
 #
 # Run: `python examples/03_gated_rnn_attention.py [--quick]` (or `TINYNIM_QUICK=1`).

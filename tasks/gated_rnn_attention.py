@@ -1,5 +1,5 @@
 """Gated recurrent networks discover attention (Zucchet et al. 2023; spec
-/work/shared/papers/linear_icl.md §4): a :class:`~tinynim.nn.recurrent.GatedLinearRNN`
+../shared/papers/linear_icl.md §4): a :class:`~tinynim.nn.recurrent.GatedLinearRNN`
 with λ ∈ {0, 1} implements causal linear self-attention exactly.
 
 Causal LSA, one head, row convention (q_t = x_t Wq, k_s = x_s Wk, v_s = x_s Wv)::

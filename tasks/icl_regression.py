@@ -1,5 +1,5 @@
 """In-context linear regression (von Oswald et al. 2023, "Transformers learn in-context by
-gradient descent"; spec /work/shared/papers/linear_icl.md §1–2).
+gradient descent"; spec ../shared/papers/linear_icl.md §1–2).
 
 Token layout (D = d + d_out; N context tokens and one query)::
 
