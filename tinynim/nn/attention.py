@@ -45,6 +45,12 @@ def merge_heads(x):
     return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (B, T, H * d))
 
 
+def causal_mask(xp, T, n, device):
+    """Boolean M[t, i] = (i ≤ t), shape (T, n): query t may see key i."""
+    t = xp.arange(T, device=device)
+    i = xp.arange(n, device=device)
+    return xp.expand_dims(t, axis=1) >= xp.expand_dims(i, axis=0)
+
 class SoftmaxAttention(Layer):
     def __init__(self, d_model: int, n_heads: int, causal: bool = False):
         if d_model % n_heads:
@@ -73,8 +79,7 @@ class SoftmaxAttention(Layer):
                 raise ValueError(f"{self.name}: expected a boolean mask, got dtype {mask.dtype}")
             mask = xp.reshape(mask, as4)
         if self.causal:
-            i = xp.arange(T, device=array_api_compat.device(x))
-            causal = i[:, None] >= i[None, :]                                 # (T, T): key j ≤ query t
+            causal = causal_mask(xp, T, T, array_api_compat.device(x))       # (T, T): key j ≤ query t
             mask = causal if mask is None else (mask & causal)
         return mask
 

@@ -47,6 +47,7 @@ import math
 
 import array_api_compat
 
+from tinynim.nn.attention import causal_mask
 from tinynim.nn.base import Layer
 from tinynim.random import as_rng
 
@@ -87,13 +88,6 @@ def _sum_to(xp, a, shape):
     """Sum the broadcast dims of `a` back to `shape` (same rank)."""
     axes = tuple(i for i, (m, n) in enumerate(zip(a.shape, shape)) if n == 1 and m != 1)
     return xp.sum(a, axis=axes, keepdims=True) if axes else a
-
-
-def causal_mask(xp, T, n, dtype, device):
-    """M[t, i] = 1 if i ≤ t else 0, shape (T, n)."""
-    t = xp.arange(T, device=device)
-    i = xp.arange(n, device=device)
-    return xp.astype(xp.expand_dims(t, axis=1) >= xp.expand_dims(i, axis=0), dtype)
 
 
 def project(x, W):
@@ -206,7 +200,7 @@ class LinearSelfAttention(Layer):
         q = project(xq, Wi)                                          # (B, H, Tq, k)
         mask = None                                                  # the last row sees all keys
         if self.causal and not only_last:
-            mask = causal_mask(xp, T, n, x.dtype, array_api_compat.device(x))
+            mask = xp.astype(causal_mask(xp, T, n, array_api_compat.device(x)), x.dtype)
         y, acache = attend(q, k, v, mask)                            # (B, H, Tq, k)
         return merge_heads(y, Wo), (x, n, xq, merged, Wi, Wo, y, acache)    # (B, Tq, D)
 
