@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tinynim.tree import leaves, leaves_with_paths
+
 IMPLS = ("tinynim", "torch", "jax")
 REFERENCE = "tinynim"     # ratios are "tinynim ÷ impl": below 1 means tinynim is faster
 
@@ -65,15 +67,6 @@ def block(result):
     return result
 
 
-def leaves(tree) -> list:
-    """Arrays of a nesting of dicts, lists and tuples, in a fixed order."""
-    if isinstance(tree, dict):
-        return [a for k in sorted(tree) for a in leaves(tree[k])]
-    if isinstance(tree, (list, tuple)):
-        return [a for t in tree for a in leaves(t)]
-    return [] if tree is None else [tree]
-
-
 def to_host(a) -> np.ndarray:
     """Any array (numpy, torch, jax, array-api-strict) -> float64 numpy."""
     if hasattr(a, "detach"):
@@ -92,7 +85,6 @@ def host_flat(tree) -> dict:
     """A tinynim param tree -> ``{"path/to/leaf": numpy array}``: hand the same initial
     weights to torch and JAX (``torch_step``/``jax_step`` take flat dicts)."""
     from tinynim.backend import to_numpy
-    from tinynim.tree import leaves_with_paths
     return {path: to_numpy(leaf) for path, leaf in leaves_with_paths(tree)}
 
 
