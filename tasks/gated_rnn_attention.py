@@ -125,9 +125,9 @@ class RNNRegressor(Layer):
         return self.rnn.backward(params, cache, dpred)
 
     @staticmethod
-    def example(rng):
+    def examples(rng):
         rng = as_rng(rng)
-        return RNNRegressor(3, 2, 5, n_out_gates=4), sample(rng, 2, n_context=4, d=3, d_out=2)[0], {}
+        return {"default": (RNNRegressor(3, 2, 5, n_out_gates=4), sample(rng, 2, n_context=4, d=3, d_out=2)[0], {})}
 
 
 def gd_alignment(model, params, tokens, eta):

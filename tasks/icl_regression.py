@@ -214,7 +214,7 @@ class LinearTransformer(Layer):
 
     params: one LSA dict when ``shared`` (the paper's recurrent Transformer: gradients
     summed over layers), else a list of ``n_layers`` dicts. ``fast=True`` computes only the
-    query row in the last layer (only it reaches ŷ; ``LinearSelfAttention(only_last=True)``)
+    query row in the last layer (only it reaches ŷ; ``LinearSelfAttention(last_only=True)``)
     and backpropagates only that row into the stack; ``fast=False`` is the plain
     composition of full layers, kept as the reference the fast path is tested against.
     Default init: the paper code's VarianceScaling(0.002/L) (truncated normal, std
@@ -248,7 +248,7 @@ class LinearTransformer(Layer):
         for l in range(self.n_layers):
             last = fast and l == self.n_layers - 1
             H = stream[-1]
-            out, cache = self.lsa.forward(self.layer_params(params, l), H, n_context=T - 1, only_last=last)
+            out, cache = self.lsa.forward(self.layer_params(params, l), H, n_context=T - 1, last_only=last)
             stream.append((H[:, T - 1:, :] if last else H) + out)
             caches.append(cache)
         return stream, caches
@@ -276,10 +276,10 @@ class LinearTransformer(Layer):
         return dH, (reduce(add, grads) if self.shared else grads)
 
     @staticmethod
-    def example(rng):
+    def examples(rng):
         rng = as_rng(rng)
         model = LinearTransformer(3, 2, n_layers=2, shared=False, form="full", init_std=0.5)
-        return model, sample(rng, 2, n_context=4, d=3, d_out=2)[0], {}
+        return {"default": (model, sample(rng, 2, n_context=4, d=3, d_out=2)[0], {})}
 
 
 def train(model, params, optimizer, *, steps, batch, rng, n_context=10, input_range=1.0,

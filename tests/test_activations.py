@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from tinynim.backend import asarray
 from tinynim.nn.activations import ACTIVATIONS, ReLU
-from tinynim.nn.base import REGISTRY
+from tinynim.nn import REGISTRY
 from tinynim.random import RNG
 from helpers import assert_gradients, host
 
@@ -71,7 +71,7 @@ def test_relu_values_and_kink(f64):
 def test_activations_registered_and_dout_shape_checked(f64):
     for cls in ACTIVATIONS.values():
         assert REGISTRY[cls.__name__] is cls
-        layer, x, kwargs = cls.example(0)
+        (layer, x, kwargs), = cls.examples(0).values()
         assert isinstance(layer, cls) and kwargs == {}
     _, cache = ReLU().forward({}, asarray(np.ones((2, 3))))
     with pytest.raises(ValueError, match=r"ReLU: expected dout of shape \(2, 3\), got shape \(3,\)"):

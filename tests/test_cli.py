@@ -23,7 +23,7 @@ def run(*args, backend="numpy", code=None):
 
 
 def table_rows(stdout):
-    """{layer: status} from the check table (the lines after the header)."""
+    """{Layer/route: status} from the check table (the lines after the header)."""
     lines = stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("layer "))
     return {line.split()[0]: line.split()[-1] for line in lines[start + 1:-1]}
@@ -40,21 +40,39 @@ def test_info_lists_version_active_backend_and_every_backend():
         assert ("unusable" not in line) == usable, line
 
 
-def test_check_passes_every_registered_layer_on_numpy():
-    from tinynim.__main__ import import_layers
-    proc = run("check")
+def test_check_passes_every_route_of_framework_and_task_layers_on_numpy():
+    """`--include tasks` adds the paper models (LinearTransformer, RNNRegressor) to the
+    framework layers; every route of every layer gets a row and passes."""
+    from tinynim.__main__ import layers, routes
+    proc = run("check", "--include", "tasks")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = table_rows(proc.stdout)
-    assert set(rows) == set(import_layers()), "every registered layer gets a row"
+    registry = layers(["tasks"])
+    assert {"LinearTransformer", "RNNRegressor"} <= set(registry)
+    assert set(rows) == set(routes(registry)), "every route of every layer gets a row"
+    assert {r.split("/")[0] for r in rows} == set(registry)
     assert set(rows.values()) == {"ok"}
-    assert proc.stdout.strip().endswith(f"{len(rows)}/{len(rows)} layers ok")
+    assert proc.stdout.strip().endswith(f"{len(rows)}/{len(rows)} layer routes ok")
 
 
-def test_check_named_layers_on_array_api_strict():
-    proc = run("check", "Linear", backend="array_api_strict")
+def test_check_defaults_to_framework_layers_and_never_imports_tasks():
+    """Without --include, check covers tinynim.nn.REGISTRY only, and tinynim imports no `tasks`."""
+    code = textwrap.dedent("""
+        import sys
+        import tinynim.__main__, tinynim.nn
+        assert "tasks" not in sys.modules, "tinynim imported tasks"
+        assert "LinearTransformer" not in tinynim.__main__.layers()
+        assert set(tinynim.__main__.layers()) == set(tinynim.nn.REGISTRY)
+    """)
+    proc = run(code=code)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_check_named_layers_and_routes_on_array_api_strict():
+    proc = run("check", "Linear", "LayerNorm/default", backend="array_api_strict")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "gradient check on array_api_strict" in proc.stdout
-    assert table_rows(proc.stdout) == {"Linear": "ok"}
+    assert table_rows(proc.stdout) == {"Linear/bias": "ok", "Linear/no_bias": "ok", "LayerNorm/default": "ok"}
 
 
 def test_check_reports_a_wrong_backward_and_exits_1():
@@ -70,14 +88,14 @@ def test_check_reports_a_wrong_backward_and_exits_1():
                 return dx, {**grads, "W": 2 * grads["W"]}
 
             @staticmethod
-            def example(rng):                       # registers BadLinear
-                return BadLinear(3, 4), Linear.example(rng)[1], {}
+            def examples(rng):                      # found by --include __main__
+                return {"bias": (BadLinear(3, 4), Linear.examples(rng)["bias"][1], {})}
 
-        sys.exit(main(["check", "BadLinear", "Linear"]))
+        sys.exit(main(["check", "--include", "__main__", "BadLinear", "Linear/bias"]))
     """)
     proc = run(code=code)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert table_rows(proc.stdout) == {"BadLinear": "FAIL", "Linear": "ok"}
+    assert table_rows(proc.stdout) == {"BadLinear/bias": "FAIL", "Linear/bias": "ok"}
     assert "1 FAILED" in proc.stdout
 
 
@@ -90,7 +108,16 @@ def test_unknown_backend_is_one_clear_line_not_a_traceback(argv):
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
-def test_unknown_layer_name_exits_2():
-    proc = run("check", "NoSuchLayer")
+@pytest.mark.parametrize("name", ["NoSuchLayer", "Linear/no_such_route"])
+def test_unknown_layer_name_exits_2(name):
+    proc = run("check", name)
     assert proc.returncode == 2
-    assert "NoSuchLayer" in proc.stderr and "Linear" in proc.stderr
+    assert name in proc.stderr and "Linear" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_include_module_is_one_line_exit_2():
+    proc = run("check", "--include", "no_such_module_xyz")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "tinynim check: cannot import --include module: No module named 'no_such_module_xyz'"
+    assert proc.stdout == ""

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tinynim.nn.activations import ACTIVATIONS, Tanh
-from tinynim.nn.base import REGISTRY
+from tinynim.nn import REGISTRY
 from tinynim.nn.containers import Residual, Sequential
 from tinynim.nn.linear import Linear
 from tinynim.nn.mlp import MLP
@@ -106,5 +106,5 @@ def test_mlp_options_and_errors(f64):
 def test_examples_registered(f64):
     for cls in (Sequential, Residual, MLP):
         assert REGISTRY[cls.__name__] is cls
-        layer, x, kwargs = cls.example(0)
-        assert isinstance(layer, cls) and kwargs == {} and layer(layer.init(0), x) is not None
+        for route, (layer, x, kwargs) in cls.examples(0).items():
+            assert isinstance(layer, cls) and layer(layer.init(0), x, **kwargs) is not None, route

@@ -51,8 +51,8 @@ def test_embedding_errors(backend):
     for bad in ([[0, 5]], [[-1, 2]]):
         with pytest.raises(ValueError, match=r"Embedding: token ids must lie in \[0, 5\), got min -?\d, max \d"):
             layer.forward(params, asarray(np.array(bad)))
-    with pytest.raises(ValueError, match=r"Embedding: expected integer token ids, got dtype \S*float64"):
+    with pytest.raises(TypeError, match=r"Embedding: expected token ids x with dtype kind 'integral', got dtype \S*float64"):
         layer.forward(params, asarray(np.zeros((2, 3))))
     _, cache = layer.forward(params, asarray(np.array([1, 2])))
-    with pytest.raises(ValueError, match=r"Embedding: expected dout of shape \(\.\.\., 3\), got shape \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"Embedding: expected dout of shape \(2, 3\), got shape \(2, 4\)"):
         layer.backward(params, cache, asarray(np.zeros((2, 4))))

@@ -67,5 +67,5 @@ def test_layernorm_shape_errors(f64):
     with pytest.raises(ValueError, match=r"LayerNorm: expected x of shape \(\.\.\., 4\), got shape \(2, 3\)"):
         layer.forward(params, RNG(0).normal((2, 3)))
     _, cache = layer.forward(params, RNG(0).normal((2, 4)))
-    with pytest.raises(ValueError, match=r"LayerNorm: expected dout of shape \(\.\.\., 4\), got shape \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"LayerNorm: expected dout of shape \(2, 4\), got shape \(2, 5\)"):
         layer.backward(params, cache, RNG(0).normal((2, 5)))

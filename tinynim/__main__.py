@@ -1,20 +1,28 @@
 """Command line: what is installed, and are the hand-derived gradients right here?
 
     python -m tinynim                 version, active backend/device/dtype, usable backends
-    python -m tinynim check [NAME..]  gradient-check every registered layer (or those named)
-                                      on the active backend in float64; exit code 1 on failure
+    python -m tinynim check [NAME..] [--include MODULE]..
+                                      gradient-check every route of every framework layer
+                                      (or those named) on the active backend in float64;
+                                      exit code 1 on failure
 
-``check`` builds each layer's ``example(rng)``, runs ``backward`` against central finite
-differences (at most ``MAX_COORDS`` random coordinates per array) and, when torch is
-installed, against torch autograd run on the layer's own forward. A bad ``TINYNIM_*``
-setting is reported in one line with exit code 2.
+``check`` builds every route of each layer's ``examples(rng)`` (one table row per
+``Layer/route``), runs ``backward`` against central finite differences (at most ``MAX_COORDS``
+random coordinates per array) and, when torch is installed, against torch autograd run on the
+layer's own forward. NAME is a layer (all its routes) or one ``Layer/route``.
+
+The framework layers (:data:`tinynim.nn.REGISTRY`) are checked by default; ``--include
+MODULE`` (repeatable) adds the layers defined in an importable module or package, found by
+:func:`tinynim.nn.base.collect_layers`: e.g. ``--include tasks`` checks the paper models
+(``LinearTransformer``, ``RNNRegressor``). tinynim itself never imports ``tasks``.
+
+A bad ``TINYNIM_*`` setting or an unknown module or layer is reported in one line with exit
+code 2.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-import pkgutil
 import platform
 import sys
 
@@ -24,6 +32,7 @@ import backends
 import tinynim
 import tinynim.nn
 from tinynim.backend import available, get_backend, use_backend
+from tinynim.nn.base import collect_layers
 
 TOL = 1e-6          # float64: FD errors of smooth layers are ~1e-9, torch's ~1e-14 (see tests/helpers.py)
 MAX_COORDS = 64     # FD probes per array: enough to catch a wrong formula, fast for every layer
@@ -50,34 +59,47 @@ def info() -> int:
     return 0
 
 
-def import_layers() -> dict:
-    """Import every module of :mod:`tinynim.nn` and of the paper package :mod:`tasks` (its
-    models, e.g. ``LinearTransformer``, follow the layer protocol too) so each registers."""
-    import tasks
-    for package, prefix in ((tinynim.nn, "tinynim.nn."), (tasks, "tasks.")):
-        for mod in pkgutil.walk_packages(package.__path__, prefix):
-            importlib.import_module(mod.name)
-    return tinynim.nn.REGISTRY
+def layers(include=()) -> dict:
+    """``{name: class}``: the framework layers plus those defined in the `include` modules."""
+    return {**tinynim.nn.REGISTRY, **collect_layers(*include)}
 
 
-def check_one(cls, use_torch: bool) -> tuple[float, float | None]:
-    """(max FD rel. error, max torch rel. error or None) of one layer's example."""
+def routes(registry, names=()) -> list:
+    """``["Layer/route", ...]`` of the given layers (all when `names` is empty), sorted; a name
+    is a layer (all its routes) or one ``Layer/route``. Raises KeyError for an unknown one."""
+    from tinynim.random import RNG
+    every = sorted(f"{name}/{route}" for name, cls in registry.items() for route in cls.examples(RNG(0)))
+    if not names:
+        return every
+    unknown = [n for n in names if n not in every and not any(r.startswith(n + "/") for r in every)]
+    if unknown:
+        raise KeyError(", ".join(unknown))
+    return [r for r in every if r in names or r.split("/")[0] in names]
+
+
+def check_one(cls, route, use_torch: bool) -> tuple[float, float | None]:
+    """(max FD rel. error, max torch rel. error or None) of one route of a layer's examples."""
     from tinynim.gradcheck import check_layer
     from tinynim.random import RNG
     # Seeds differ from check_layer's cotangent seed (0): with equal seeds the probe R would
     # equal an example x of the same shape, and e.g. LayerNorm's dx (orthogonal to x) vanish.
-    layer, x, kwargs = cls.example(RNG(EXAMPLE_SEED))
+    layer, x, kwargs = cls.examples(RNG(EXAMPLE_SEED))[route]
     params = layer.init(RNG(EXAMPLE_SEED + 1))
     fd = check_layer(layer, params, x, kwargs, max_coords=MAX_COORDS, method="fd")
     oracle = check_layer(layer, params, x, kwargs, method="torch") if use_torch else None
     return max(fd.values(), default=0.0), (max(oracle.values(), default=0.0) if oracle is not None else None)
 
 
-def check(names) -> int:
-    registry = import_layers()
-    unknown = sorted(set(names) - set(registry))
-    if unknown:
-        print(f"tinynim check: unknown layer(s) {', '.join(unknown)}; registered: {', '.join(sorted(registry))}",
+def check(names, include=()) -> int:
+    try:
+        registry = layers(include)
+    except ImportError as err:
+        print(f"tinynim check: cannot import --include module: {err}", file=sys.stderr)
+        return 2
+    try:
+        selected = routes(registry, names)
+    except KeyError as err:
+        print(f"tinynim check: unknown layer(s) {err.args[0]}; known: {', '.join(sorted(registry))}",
               file=sys.stderr)
         return 2
     active = get_backend()
@@ -86,9 +108,10 @@ def check(names) -> int:
           f"FD on at most {MAX_COORDS} coordinates per array; torch oracle: {'yes' if use_torch else 'no (not installed)'}")
     rows, failed = [], 0
     with use_backend(active.name, device=os.environ.get("TINYNIM_DEVICE") or None, dtype="float64"):
-        for name in sorted(names or registry):
+        for name in selected:
             try:
-                fd, oracle = check_one(registry[name], use_torch)
+                layer, route = name.split("/", 1)
+                fd, oracle = check_one(registry[layer], route, use_torch)
                 ok = fd <= TOL and (oracle is None or oracle <= TOL)
                 status = "ok" if ok else "FAIL"
                 rows.append((name, f"{fd:.1e}", "–" if oracle is None else f"{oracle:.1e}", status))
@@ -100,19 +123,21 @@ def check(names) -> int:
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
     for row in [header] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
-    print(f"{len(rows) - failed}/{len(rows)} layers ok" + (f", {failed} FAILED" if failed else ""))
+    print(f"{len(rows) - failed}/{len(rows)} layer routes ok" + (f", {failed} FAILED" if failed else ""))
     return 1 if failed else 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tinynim", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command")
-    chk = sub.add_parser("check", help="gradient-check every registered layer on the active backend")
-    chk.add_argument("names", nargs="*", help="layer class names (default: all registered)")
+    chk = sub.add_parser("check", help="gradient-check every route of every layer on the active backend")
+    chk.add_argument("names", nargs="*", help="layer class names or Layer/route (default: all)")
+    chk.add_argument("--include", action="append", default=[], metavar="MODULE",
+                     help="also check the layers defined in this importable module or package (repeatable)")
     args = ap.parse_args(argv)
     try:
         get_backend()
-        return check(args.names) if args.command == "check" else info()
+        return check(args.names, args.include) if args.command == "check" else info()
     except backends.BackendError as err:
         usable = [n for n, (ok, _) in available().items() if ok]
         print(f"tinynim: {err}\nvalid backends: {', '.join(backends.NAMES)}; usable here: {', '.join(usable)}",

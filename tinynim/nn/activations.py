@@ -5,32 +5,61 @@ diagonal and ``dx = dout · f'(x)``; each f' below is written from the cached x 
 
     ReLU      f = max(x, 0)                        f' = 1[x > 0]   (0 at the kink x = 0)
     Tanh      f = tanh x                           f' = 1 − out²
-    Sigmoid   f = σ(x) = ½ (1 + tanh(x/2))         f' = out (1 − out)
-    Softplus  f = log(1 + eˣ) = logaddexp(0, x)    f' = σ(x) = exp(x − out)
+    Sigmoid   f = σ(x) = 1 / (1 + e⁻ˣ)             f' = out (1 − out)
+    Softplus  f = log(1 + eˣ) = logaddexp(0, x)    f' = σ(x)
     GELU      f = ½ x (1 + tanh u),  u = c (x + a x³),  c = √(2/π), a = 0.044715
                 = x s,  s = σ(2u)   (as ½ (1 + tanh u) = σ(2u))
               f' = s + x s (1 − s) · 2c (1 + 3 a x²)
 
-σ is computed through tanh, which never overflows (and is several times faster on NumPy
-than an exp/logaddexp form); the cubic is written x·x·x, since NumPy's ``x**3`` takes the
-slow general power path.
+Edge values follow torch: NaN propagates through every f (ReLU included: max(NaN, 0) is NaN),
+f'(±inf) is the limit (Softplus: f'(+inf) = σ(+inf) = 1).
+
+σ has two forms: :func:`sigmoid`, the plain one, written so that it never overflows, and
+:func:`sigmoid_tanh` = ½ (1 + tanh(x/2)), the same function through tanh (which never
+overflows either) and several times faster on NumPy: the layers use it; a test checks that
+both agree. The cubic is written x·x·x, since NumPy's ``x**3`` takes the slow general power
+path.
+
+Cache: ``ActivationCache(x, out)``.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from tinynim.backend import namespace
 from tinynim.nn.base import Layer
 from tinynim.random import as_rng
 
 
+def sigmoid(xp, x):
+    """σ(x) = 1 / (1 + e⁻ˣ) with e = e^{−|x|} ≤ 1, so nothing overflows:
+    σ = 1 / (1 + e) for x ≥ 0 and e / (1 + e) for x < 0 (the plain form)."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, xp.ones_like(e), e) / (1 + e)
+
+
+def sigmoid_tanh(xp, x):
+    """σ(x) = ½ (1 + tanh(x/2)): the fast form of :func:`sigmoid` (one tanh, no division)."""
+    return 0.5 * (1 + xp.tanh(0.5 * x))
+
+
+class ActivationCache(NamedTuple):
+    x: object           # the input
+    out: object         # f(x), same shape
+
+
 class Elementwise(Layer):
-    """Base class: a subclass gives ``f(xp, x)`` and ``df(xp, x, out)``; every subclass
-    is registered for gradient checks with a small random example."""
+    """Base class: a subclass gives ``f(xp, x)`` and ``df(xp, x, out)``; each subclass gets
+    one example route, "default", a small random input."""
 
     def __init_subclass__(cls, **kw):
-        cls.example = classmethod(lambda c, rng: (c(), as_rng(rng).normal((2, 3, 4)), {}))
-        super().__init_subclass__(**kw)      # registers cls: "example" is now in its __dict__
+        super().__init_subclass__(**kw)
+        cls.examples = classmethod(lambda c, rng: {"default": (c(), as_rng(rng).normal((2, 3, 4)), {})})
+
+    @property
+    def param_shapes(self):
+        return {}
 
     def f(self, xp, x):
         raise NotImplementedError
@@ -39,19 +68,18 @@ class Elementwise(Layer):
         raise NotImplementedError
 
     def forward(self, params, x):
-        out = self.f(namespace(x), x)                # same shape as x
-        return out, (x, out)
+        xp = self.check_input(x)
+        out = self.f(xp, x)                          # same shape as x
+        return out, ActivationCache(x, out)
 
     def backward(self, params, cache, dout):
-        x, out = cache
-        if tuple(dout.shape) != tuple(x.shape):
-            raise ValueError(f"{self.name}: expected dout of shape {tuple(x.shape)}, got shape {tuple(dout.shape)}")
-        return dout * self.df(namespace(x), x, out), {}
+        self.check_dout(dout, tuple(cache.x.shape))
+        return dout * self.df(namespace(cache.x), cache.x, cache.out), {}
 
 
 class ReLU(Elementwise):
     def f(self, xp, x):
-        return xp.where(x > 0, x, xp.zeros_like(x))
+        return xp.maximum(x, xp.zeros_like(x))       # maximum propagates NaN
 
     def df(self, xp, x, out):
         return xp.astype(x > 0, x.dtype)
@@ -65,14 +93,9 @@ class Tanh(Elementwise):
         return 1 - out * out
 
 
-def sigmoid(xp, x):
-    """σ(x) = 1 / (1 + e⁻ˣ) = ½ (1 + tanh(x/2)), stable for any x."""
-    return 0.5 * (1 + xp.tanh(0.5 * x))
-
-
 class Sigmoid(Elementwise):
     def f(self, xp, x):
-        return sigmoid(xp, x)
+        return sigmoid_tanh(xp, x)
 
     def df(self, xp, x, out):
         return out * (1 - out)
@@ -83,7 +106,7 @@ class Softplus(Elementwise):
         return xp.logaddexp(xp.zeros_like(x), x)
 
     def df(self, xp, x, out):
-        return xp.exp(x - out)
+        return sigmoid_tanh(xp, x)                   # not exp(x − out): NaN at x = +inf
 
 
 class GELU(Elementwise):
@@ -91,7 +114,7 @@ class GELU(Elementwise):
     c, a = math.sqrt(2 / math.pi), 0.044715
 
     def s(self, xp, x):
-        return sigmoid(xp, 2 * self.c * (x + self.a * (x * x * x)))
+        return sigmoid_tanh(xp, 2 * self.c * (x + self.a * (x * x * x)))
 
     def f(self, xp, x):
         return x * self.s(xp, x)

@@ -19,14 +19,18 @@ Backward, with G = dL/d(out):
 through the row softmax (Jacobian diag(p) − p pᵀ): ``dS = P ⊙ (dP − Σ_j P ⊙ dP)``, which is
 0 at masked entries because P is; through S: ``dQ = dS K / √d``, ``dK = dSᵀ Q / √d``;
 finally ``d[Wq|Wk|Wv] = xᵀ [dQ|dK|dV]`` and ``dx = [dQ|dK|dV] [Wq|Wk|Wv]ᵀ``.
+
+Cache: ``AttentionCache(x, W, q, k, v, P, O)``: the input, [Wq|Wk|Wv] (D, 3D), the heads
+q, k, v (B, H, T, d), the probabilities P (B, H, T, T) and the merged head outputs O (B, T, D).
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import array_api_compat
 
-from tinynim.backend import namespace
+from tinynim.backend import asarray, namespace
 from tinynim.nn.base import Layer
 from tinynim.random import as_rng
 
@@ -51,8 +55,20 @@ def causal_mask(xp, T, n, device):
     i = xp.arange(n, device=device)
     return xp.expand_dims(t, axis=1) >= xp.expand_dims(i, axis=0)
 
+
+class AttentionCache(NamedTuple):
+    x: object           # (B, T, D) input
+    W: object           # (D, 3D) [Wq | Wk | Wv]
+    q: object           # (B, H, T, d)
+    k: object           # (B, H, T, d)
+    v: object           # (B, H, T, d)
+    P: object           # (B, H, T, T) attention probabilities
+    O: object           # (B, T, D) heads merged, before Wo
+
+
 class SoftmaxAttention(Layer):
     def __init__(self, d_model: int, n_heads: int, causal: bool = False):
+        self.check_sizes(d_model=d_model, n_heads=n_heads)
         if d_model % n_heads:
             raise ValueError(f"SoftmaxAttention: d_model={d_model} is not divisible by n_heads={n_heads}")
         self.d_model, self.n_heads, self.causal = d_model, n_heads, causal
@@ -65,18 +81,21 @@ class SoftmaxAttention(Layer):
         shape = (self.d_model, self.d_model)
         return {k: rng.normal(shape, std=std, dtype=dtype, backend=backend) for k in ("Wq", "Wk", "Wv", "Wo")}
 
+    @property
+    def param_shapes(self):
+        return {k: (self.d_model, self.d_model) for k in ("Wq", "Wk", "Wv", "Wo")}
+
     def _allowed(self, xp, x, mask):
         """The boolean mask as (B|1, H|1, T, T), or None when every key is allowed."""
         B, T, _ = x.shape
         if mask is not None:
+            self.check_input(mask, what="mask", dtype="bool", like=x)
             shape = tuple(mask.shape)
             as4 = {2: (1, 1) + shape, 3: shape[:1] + (1,) + shape[1:], 4: shape}.get(len(shape))
             if (as4 is None or as4[2:] != (T, T)
                     or any(n not in (1, want) for n, want in zip(as4[:2], (B, self.n_heads)))):
                 raise ValueError(f"{self.name}: expected mask of shape (T, T), (B, T, T) or (B, H, T, T) "
                                  f"broadcastable to {(B, self.n_heads, T, T)}, got shape {shape}")
-            if not xp.isdtype(mask.dtype, "bool"):
-                raise ValueError(f"{self.name}: expected a boolean mask, got dtype {mask.dtype}")
             mask = xp.reshape(mask, as4)
         if self.causal:
             causal = causal_mask(xp, T, T, array_api_compat.device(x))       # (T, T): key j ≤ query t
@@ -84,8 +103,8 @@ class SoftmaxAttention(Layer):
         return mask
 
     def forward(self, params, x, mask=None):
-        xp = self.check_input(x, ndim=3, last=self.d_model)
-        self.require_keys(params, ("Wq", "Wk", "Wv", "Wo"))
+        xp = self.check_input(x, ndim=3, last=self.d_model, min_steps=1)
+        self.check_params(params, x)
         D, H = self.d_model, self.n_heads
         W = xp.concat([params["Wq"], params["Wk"], params["Wv"]], axis=1)     # (D, 3D)
         qkv = x @ W                                                           # (B, T, 3D)
@@ -102,11 +121,12 @@ class SoftmaxAttention(Layer):
             Z = xp.sum(E, axis=-1, keepdims=True)                             # (B, H, T, 1)
             P = E / xp.where(Z > 0, Z, 1.0)                                   # empty row -> P = 0
         O = merge_heads(P @ v)                                                # (B, T, D)
-        return O @ params["Wo"], (x, W, q, k, v, P, O)
+        return O @ params["Wo"], AttentionCache(x, W, q, k, v, P, O)
 
     def backward(self, params, cache, dout):
         x, W, q, k, v, P, O = cache
-        xp = self.check_input(dout, ndim=3, last=self.d_model, what="dout")
+        self.check_dout(dout, tuple(x.shape))
+        xp = namespace(dout)
         D = self.d_model
         dWo = xp.reshape(O, (-1, D)).T @ xp.reshape(dout, (-1, D))            # (D, D)
         dO = split_heads(dout @ params["Wo"].T, self.n_heads)                 # (B, H, T, d)
@@ -120,6 +140,10 @@ class SoftmaxAttention(Layer):
         return dqkv @ W.T, grads                                              # (B, T, D)
 
     @staticmethod
-    def example(rng):
+    def examples(rng):
         rng = as_rng(rng)
-        return SoftmaxAttention(6, 2, causal=True), rng.normal((2, 4, 6)), {}
+        mask = asarray(rng.uniform((2, 4, 4), host=True) < 0.6)           # (B, T, T), may empty a row
+        return {"unmasked": (SoftmaxAttention(6, 2), rng.normal((2, 4, 6)), {}),
+                "causal": (SoftmaxAttention(6, 2, causal=True), rng.normal((2, 4, 6)), {}),
+                "masked": (SoftmaxAttention(6, 3), rng.normal((2, 4, 6)), {"mask": mask}),
+                "causal_masked": (SoftmaxAttention(6, 2, causal=True), rng.normal((2, 4, 6)), {"mask": mask})}

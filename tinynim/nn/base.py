@@ -7,30 +7,77 @@ A layer is hyperparameters plus three pure functions::
     out, cache = layer.forward(params, x)      # no hidden state; cache is what backward needs
     dx, grads = layer.backward(params, cache, dout)   # grads has the keys of params
 
-Several inputs: ``x`` and ``dx`` are tuples. Per-call extras (masks, lengths) are keyword
-arguments of ``forward`` and are stored in the cache. Nothing is ever mutated.
+* **Several inputs**: ``x`` and ``dx`` are tuples; several outputs: ``out`` and ``dout`` are.
+* **Per-call keywords** (masks, ``n_context``, ``last_only``...) are keyword arguments of
+  ``forward``; a container passes each one to every child that accepts it (see
+  :mod:`tinynim.nn.containers`). :attr:`Layer.keywords` lists those a layer accepts.
+* **Caches** are one ``NamedTuple`` per layer (e.g. ``LinearCache(x)``), its fields listed in
+  the layer's docstring; a container's cache is the tuple of its children's caches.
+* **Fast paths.** A layer with a structure-aware fast path takes ``fast=True`` (the default)
+  in its constructor; ``fast=False`` runs the plain, textbook path, which reads first in the
+  layer's file. A test selects each fast route explicitly and compares it with the plain one.
+* **Examples**: every concrete layer provides ``examples(rng) -> {route: (layer, x, kwargs)}``,
+  one small instance per distinct code route. :func:`collect_layers` finds the layers of a
+  package by them; ``python -m tinynim check`` and the tests run every route.
+* **Validation** (static: shapes, dtypes and namespaces only, never values, so that
+  forward and backward stay traceable under ``jax.jit``): hyperparameters at construction
+  (:meth:`Layer.check_sizes`), inputs and params at ``forward`` (:meth:`Layer.check_input`,
+  :meth:`Layer.check_params`, against :attr:`Layer.param_shapes`), ``dout`` at ``backward``
+  (:meth:`Layer.check_dout`). Shape errors are ``ValueError``, dtype and backend errors
+  ``TypeError``; each message names the layer, the expected and the actual.
 
-Every concrete layer also provides ``example(rng)`` -> ``(layer, x, kwargs)``: a small
-instance with an input, used by ``python -m tinynim check`` and the test suite.
+Nothing is ever mutated.
 """
 from __future__ import annotations
 
-from tinynim.backend import namespace
+import importlib
+import inspect
+import numbers
+import pkgutil
+from functools import cached_property
 
-REGISTRY: dict[str, type] = {}
+import array_api_compat
+
+from tinynim.tree import tree_map
+
+
+def shape_tree(a):
+    """The shape of an array, a tuple of the shapes of a tuple of arrays (recursively), None
+    for None, and the type name of anything else: what :meth:`Layer.check_dout` compares."""
+    if isinstance(a, tuple):
+        return tuple(shape_tree(e) for e in a)
+    if a is None:
+        return None
+    return tuple(a.shape) if hasattr(a, "shape") else type(a).__name__
+
+
+def _namespace_name(a) -> str:
+    try:
+        return array_api_compat.array_namespace(a).__name__
+    except TypeError:
+        return type(a).__name__
 
 
 class Layer:
-    """Base class: naming, error messages and registration for gradient checks."""
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        if "example" in cls.__dict__:
-            REGISTRY[cls.__name__] = cls
+    """Base class: naming, validation helpers and the protocol's defaults."""
 
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    @property
+    def param_shapes(self) -> dict:
+        """The shapes ``init`` gives, as a tree like params (a dict of shape tuples, nested
+        for composites). :meth:`check_params` validates params against it. This default reads
+        them off a fresh ``init``; the framework's layers state them directly."""
+        return tree_map(lambda a: tuple(a.shape), self.init(0))
+
+    @cached_property
+    def keywords(self) -> frozenset:
+        """The per-call keyword arguments ``forward`` accepts, read from its signature."""
+        sig = inspect.signature(self.forward)
+        return frozenset(k for k, p in list(sig.parameters.items())[2:]       # after params, x
+                         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
     def init(self, rng, *, dtype=None, backend=None) -> dict:
         return {}
@@ -45,9 +92,25 @@ class Layer:
         """The forward output only (inference)."""
         return self.forward(params, x, **kw)[0]
 
-    # -- helpers for subclasses -------------------------------------------------------
-    def check_input(self, x, *, ndim=None, min_ndim=None, last=None, what="x"):
-        """Raise ValueError naming this layer if `x` has the wrong rank or last dimension."""
+    # -- validation helpers for subclasses ---------------------------------------------
+    def check_sizes(self, **sizes):
+        """Raise ValueError naming this layer unless every given size is an integer ≥ 1."""
+        for key, n in sizes.items():
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+                raise ValueError(f"{self.name}: {key} must be a positive integer, got {n!r}")
+
+    def check_input(self, x, *, ndim=None, min_ndim=None, last=None, what="x",
+                    dtype="real floating", min_steps=None, like=None):
+        """Check one input array and return its namespace.
+
+        ValueError (naming this layer) for a wrong rank (``ndim``/``min_ndim``), last dimension
+        (``last``) or fewer than ``min_steps`` time steps on axis −2; TypeError for a
+        non-array, a dtype not of kind ``dtype`` (an Array-API kind such as ``"real floating"``
+        or ``"integral"``; None: any) or, given ``like``, a namespace other than ``like``'s."""
+        if not hasattr(x, "shape"):
+            raise TypeError(f"{self.name}: expected {what} to be an array, got {type(x).__name__}")
+        if like is not None:
+            self._same_namespace(x, what, like, "x")
         shape = tuple(x.shape)
         if ndim is not None and len(shape) != ndim:
             raise ValueError(f"{self.name}: expected {what} with {ndim} dims, got shape {shape}")
@@ -55,10 +118,86 @@ class Layer:
             raise ValueError(f"{self.name}: expected {what} with at least {min_ndim} dims, got shape {shape}")
         if last is not None and (not shape or shape[-1] != last):
             raise ValueError(f"{self.name}: expected {what} of shape (..., {last}), got shape {shape}")
-        return namespace(x)
+        if min_steps is not None and (len(shape) < 2 or shape[-2] < min_steps):
+            raise ValueError(f"{self.name}: expected {what} with at least {min_steps} time step(s) "
+                             f"on axis -2, got shape {shape}")
+        xp = array_api_compat.array_namespace(x)
+        if dtype is not None and not xp.isdtype(x.dtype, dtype):
+            raise TypeError(f"{self.name}: expected {what} with dtype kind {dtype!r}, got dtype {x.dtype}")
+        return xp
 
-    def require_keys(self, params, keys):
-        missing = [k for k in keys if k not in params]
-        if missing:
-            raise ValueError(f"{self.name}: params lack {missing}; got keys {sorted(params)}")
+    def check_params(self, params, x=None):
+        """Raise ValueError naming this layer, the key and both shapes if `params` lacks a key
+        of :attr:`param_shapes` or holds an array of another shape; TypeError if a parameter
+        lives in another array namespace than the input `x` (e.g. numpy params, torch x)."""
+        self._check_tree(params, self.param_shapes, "", x)
 
+    def _check_tree(self, params, shapes, path, x):
+        if isinstance(shapes, dict):
+            if not isinstance(params, dict):
+                raise ValueError(f"{self.name}: expected params{path or ''} to be a dict with keys "
+                                 f"{sorted(shapes)}, got {type(params).__name__}")
+            missing = [k for k in shapes if k not in params]
+            if missing:
+                where = f" at '{path.strip('/')}'" if path else ""
+                raise ValueError(f"{self.name}: params lack {missing}{where}; got keys {sorted(params)}")
+            for k, want in shapes.items():
+                self._check_tree(params[k], want, f"{path}{k}/", x)
+        elif isinstance(shapes, list):
+            if not isinstance(params, (list, tuple)) or len(params) != len(shapes):
+                raise ValueError(f"{self.name}: expected params{'' if not path else ' at ' + path.strip('/')} "
+                                 f"to be a list of {len(shapes)}, got {type(params).__name__}")
+            for i, want in enumerate(shapes):
+                self._check_tree(params[i], want, f"{path}{i}/", x)
+        else:
+            key = path.strip("/")
+            if not hasattr(params, "shape"):
+                raise TypeError(f"{self.name}: expected params['{key}'] to be an array of shape {shapes}, "
+                                f"got {type(params).__name__}")
+            if tuple(params.shape) != tuple(shapes):
+                raise ValueError(f"{self.name}: expected params['{key}'] of shape {tuple(shapes)}, "
+                                 f"got shape {tuple(params.shape)}")
+            if x is not None:
+                self._same_namespace(params, f"params['{key}']", x, "x")
+
+    def _same_namespace(self, a, what, ref, ref_what):
+        """TypeError unless `a` and `ref` belong to one array namespace (cheap when same type)."""
+        ref = ref[0] if isinstance(ref, tuple) else ref
+        if type(a) is type(ref):
+            return
+        na, nr = _namespace_name(a), _namespace_name(ref)
+        if na != nr:
+            raise TypeError(f"{self.name}: {what} is from namespace {na} but {ref_what} is from {nr}; "
+                            f"put params and inputs on one backend")
+
+    def check_dout(self, dout, expected):
+        """Raise ValueError naming this layer unless `dout` has the forward output's structure
+        and shapes; `expected` is :func:`shape_tree` of that output (a shape, or a tuple of
+        shapes for a tuple output)."""
+        got = shape_tree(dout)
+        if got != expected:
+            raise ValueError(f"{self.name}: expected dout of shape {expected}, got shape {got}")
+
+
+def _defined_layers(module):
+    return [obj for obj in vars(module).values()
+            if isinstance(obj, type) and issubclass(obj, Layer) and obj.__module__ == module.__name__
+            and "examples" in vars(obj)]
+
+
+def collect_layers(*modules) -> dict:
+    """``{name: cls}`` of the Layer subclasses that provide ``examples`` and are defined in the
+    given modules or packages (names or module objects; a package is walked, importing every
+    submodule). Nothing registers itself: this is how the check and the tests find layers,
+    e.g. ``collect_layers("tinynim.nn")`` or ``collect_layers("tasks")``."""
+    found = {}
+    for m in modules:
+        mod = importlib.import_module(m) if isinstance(m, str) else m
+        mods = [mod] + [importlib.import_module(info.name)
+                        for info in pkgutil.walk_packages(getattr(mod, "__path__", []), mod.__name__ + ".")]
+        for module in mods:
+            for cls in _defined_layers(module):
+                if found.setdefault(cls.__name__, cls) is not cls:
+                    raise ValueError(f"collect_layers: two layers named {cls.__name__}: "
+                                     f"{found[cls.__name__].__module__} and {cls.__module__}")
+    return found

@@ -22,10 +22,10 @@ Structure autodiff of the textbook formula cannot see:
   the context, S = CᵀC shared by all heads), and the factor gradients follow by the product
   rule dWq = dQ Wk, dWk = dQᵀ Wq, dWv = dP Wpᵀ, dWp = Wvᵀ dP. The 4-matrix backward below
   runs for low-rank heads (d_key < D);
-* ``only_last=True`` computes the last token's output only, ``out`` (B, 1, D), for models
+* ``last_only=True`` computes the last token's output only, ``out`` (B, 1, D), for models
   whose loss reads one query token (in-context regression): one query row, not T, always
   through the products (scores C r with r = x_q Q_h: O(n·D) per head and task);
-* the per-head projections are one GEMM each (:func:`project`, :func:`merge_heads`).
+* the per-head projections are one GEMM each (:func:`project`, :func:`sum_heads`).
 
 ``causal=True`` and ``n_context`` combine: token t attends to context tokens i < n with
 i ≤ t (the default n = T gives the usual causal mask, diagonal included).
@@ -44,9 +44,11 @@ Every line is the matrix-product rule d(XY) = dX Y + X dY read backwards.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import array_api_compat
 
+from tinynim.backend import namespace
 from tinynim.nn.attention import causal_mask
 from tinynim.nn.base import Layer
 from tinynim.random import as_rng
@@ -63,11 +65,11 @@ def attend(q, k, v, mask=None):
     (T, dk), (n, dv) = q.shape[-2:], v.shape[-2:]
     if mask is None and (n + T) * dk * dv <= T * n * (dk + dv):
         S = k.mT @ v                                   # (..., dk, dv)
-        return q @ S, (q, k, v, S, None, True)
+        return q @ S, AttendCache(q, k, v, S, None, True)
     A = q @ k.mT                                       # (..., T, n)
     if mask is not None:
         A = A * mask
-    return A @ v, (q, k, v, A, mask, False)
+    return A @ v, AttendCache(q, k, v, A, mask, False)
 
 
 def attend_backward(cache, dy):
@@ -99,7 +101,7 @@ def project(x, W):
     return xp.permute_dims(y, (0, 2, 1, 3))
 
 
-def merge_heads(y, W):
+def sum_heads(y, W):
     """Σ_h y_h W_h as one GEMM: y (B, H, T, k), W (H, k, m) -> (B, T, m)."""
     xp = array_api_compat.array_namespace(y, W)
     (B, H, T, k), m = y.shape, W.shape[2]
@@ -141,17 +143,38 @@ def factor_grads(params, form, dQ, dP):
             "Wv": dP @ params["Wp"].mT, "Wp": params["Wv"].mT @ dP}
 
 
+class AttendCache(NamedTuple):
+    q: object           # (..., T, dk)
+    k: object           # (..., n, dk)
+    v: object           # (..., n, dv)
+    SA: object          # S = kᵀv (..., dk, dv) when via_S, else the scores A (..., T, n)
+    mask: object        # (T, n) or None
+    via_S: bool         # which association was used
+
+
+class LSACache(NamedTuple):
+    x: object           # (B, T, D) input
+    n: int              # number of context tokens
+    xq: object          # (B, Tq, D) query rows (Tq = 1 with last_only)
+    merged: bool        # ran through the products Q_h, P_h
+    Wi: object          # (H, D, k) query map: Wq, or Q when merged
+    Wo: object          # (H, k, D) output map: Wp, or P when merged
+    y: object           # (B, H, Tq, k) attention output per head, before Wo
+    attend: AttendCache
+
+
 class LinearSelfAttention(Layer):
     """H heads of linear self-attention (see the module docstring), residual not included.
 
     params (full):   Wq, Wk, Wv (H, D, k), Wp (H, k, D)       k = d_key (default D)
     params (merged): Q, P (H, D, D)
-    forward(params, x, n_context=None, only_last=False):
+    forward(params, x, n_context=None, last_only=False):
         x (B, T, D) -> out (B, T, D), or (B, 1, D) for the last token only
     """
 
     def __init__(self, d_model: int, n_heads: int = 1, d_key: int | None = None, *,
                  causal: bool = False, form: str = "full", init_std: float | None = None):
+        self.check_sizes(d_model=d_model, n_heads=n_heads, **({} if d_key is None else {"d_key": d_key}))
         if form not in FORMS:
             raise ValueError(f"LinearSelfAttention: form must be one of {FORMS}, got {form!r}")
         if form == "merged" and d_key not in (None, d_model):
@@ -161,7 +184,7 @@ class LinearSelfAttention(Layer):
         self.init_std = 1.0 / math.sqrt(d_model) if init_std is None else init_std
 
     @property
-    def shapes(self) -> dict:
+    def param_shapes(self) -> dict:
         H, D, k = self.n_heads, self.d_model, self.d_key
         if self.form == "merged":
             return {"Q": (H, D, D), "P": (H, D, D)}
@@ -174,7 +197,7 @@ class LinearSelfAttention(Layer):
         """
         rng = as_rng(rng)
         return {name: rng.truncated_normal(shape, std=self.init_std, dtype=dtype, backend=backend)
-                for name, shape in self.shapes.items()}
+                for name, shape in self.param_shapes.items()}
 
     def _n(self, x, n_context):
         T = x.shape[1]
@@ -183,13 +206,13 @@ class LinearSelfAttention(Layer):
             raise ValueError(f"{self.name}: n_context must be in [1, {T}] for T = {T} tokens, got {n_context}")
         return n
 
-    def forward(self, params, x, n_context=None, only_last=False):
-        xp = self.check_input(x, ndim=3, last=self.d_model)
-        self.require_keys(params, self.shapes)
+    def forward(self, params, x, n_context=None, last_only=False):
+        xp = self.check_input(x, ndim=3, last=self.d_model, min_steps=1)
+        self.check_params(params, x)
         T, n = x.shape[1], self._n(x, n_context)
         C = x[:, :n, :]                                              # (B, n, D)
-        xq = x[:, T - 1:, :] if only_last else x                     # query rows (B, Tq, D)
-        merged = self.form == "merged" or only_last or self.d_key >= self.d_model   # products
+        xq = x[:, T - 1:, :] if last_only else x                     # query rows (B, Tq, D)
+        merged = self.form == "merged" or last_only or self.d_key >= self.d_model   # products
         if merged:
             Wi, Wo = merged_products(params, self.form)              # (H, D, D)
             Cb = xp.expand_dims(C, axis=1)                           # (B, 1, n, D) for all heads
@@ -199,19 +222,20 @@ class LinearSelfAttention(Layer):
             k, v = project(C, params["Wk"]), project(C, params["Wv"])   # (B, H, n, k)
         q = project(xq, Wi)                                          # (B, H, Tq, k)
         mask = None                                                  # the last row sees all keys
-        if self.causal and not only_last:
+        if self.causal and not last_only:
             mask = xp.astype(causal_mask(xp, T, n, array_api_compat.device(x)), x.dtype)
         y, acache = attend(q, k, v, mask)                            # (B, H, Tq, k)
-        return merge_heads(y, Wo), (x, n, xq, merged, Wi, Wo, y, acache)    # (B, Tq, D)
+        return sum_heads(y, Wo), LSACache(x, n, xq, merged, Wi, Wo, y, acache)    # (B, Tq, D)
 
     def backward(self, params, cache, dout):
         x, n, xq, merged, Wi, Wo, y, acache = cache
-        xp = self.check_input(dout, ndim=3, last=self.d_model, what="dout")
+        self.check_dout(dout, tuple(xq.shape))
+        xp = namespace(dout)
         T = x.shape[1]
         dq, dk, dv = attend_backward(acache, project(dout, Wo.mT))   # dy = G Woᵀ (B, H, Tq, k)
         xq4 = xp.expand_dims(xq, axis=1)                             # (B, 1, Tq, D)
         G = xp.expand_dims(dout, axis=1)                             # (B, 1, Tq, D)
-        dxq = merge_heads(dq, Wi.mT)                                 # (B, Tq, D)
+        dxq = sum_heads(dq, Wi.mT)                                 # (B, Tq, D)
         if merged:
             dC = xp.sum(dk + dv, axis=1)                             # (B, n, D)
             grads = factor_grads(params, self.form, sum_outer(xq4, dq), sum_outer(y, G))
@@ -219,13 +243,18 @@ class LinearSelfAttention(Layer):
             C = xp.expand_dims(x[:, :n, :], axis=1)                  # (B, 1, n, D)
             grads = {"Wq": sum_outer(xq4, dq), "Wk": sum_outer(C, dk), "Wv": sum_outer(C, dv),
                      "Wp": sum_outer(y, G)}
-            dC = merge_heads(dk, params["Wk"].mT) + merge_heads(dv, params["Wv"].mT)
+            dC = sum_heads(dk, params["Wk"].mT) + sum_heads(dv, params["Wv"].mT)
         if n + dxq.shape[1] == T:                                    # context rows, then queries
             return xp.concat([dC, dxq], axis=1), grads
         return place_rows(dxq, T - dxq.shape[1], T) + place_rows(dC, 0, T), grads
 
     @staticmethod
-    def example(rng):
+    def examples(rng):
         rng = as_rng(rng)
-        layer = LinearSelfAttention(4, n_heads=2, d_key=3, causal=True)
-        return layer, rng.normal((2, 5, 4)), {"n_context": 4}
+        x = lambda T=5: rng.normal((2, T, 4))
+        return {"full_causal_context": (LinearSelfAttention(4, 2, 3, causal=True), x(), {"n_context": 4}),
+                "full_scores": (LinearSelfAttention(4, 2, 3), x(2), {}),
+                "full_kv_state": (LinearSelfAttention(4, 2, 2), x(6), {"n_context": 5}),
+                "full_products": (LinearSelfAttention(4, 2, 4, causal=True), x(), {}),
+                "merged": (LinearSelfAttention(4, 2, form="merged"), x(), {"n_context": 4}),
+                "last_only": (LinearSelfAttention(4, 2, 3, causal=True), x(), {"n_context": 4, "last_only": True})}

@@ -25,11 +25,14 @@ class MLP(Sequential):
             raise ValueError(f"MLP: sizes must be [d_in, ..., d_out] with at least 2 entries, got {list(sizes)}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"MLP: unknown activation {activation!r}; valid: {', '.join(sorted(ACTIVATIONS))}")
+        self.check_sizes(**{f"sizes[{i}]": n for i, n in enumerate(sizes)})
         self.sizes, self.activation = list(sizes), activation
         linears = [Linear(a, b, bias=bias) for a, b in zip(sizes[:-1], sizes[1:])]
         chain = [layer for lin in linears[:-1] for layer in (lin, ACTIVATIONS[activation]())]
         super().__init__(*chain, linears[-1])
 
     @staticmethod
-    def example(rng):
-        return MLP([3, 5, 4, 2], activation="tanh"), as_rng(rng).normal((2, 3)), {}
+    def examples(rng):
+        rng = as_rng(rng)
+        return {"tanh": (MLP([3, 5, 4, 2], activation="tanh"), rng.normal((2, 3)), {}),
+                "no_bias": (MLP([3, 4, 2], activation="gelu", bias=False), rng.normal((5, 3)), {})}

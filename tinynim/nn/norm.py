@@ -5,39 +5,65 @@ Forward, per row x ∈ ℝᵈ (any leading batch dims)::
     μ = mean(x)        σ = √(mean((x − μ)²) + eps)        x̂ = (x − μ) / σ
     out = x̂ · γ + β                            x, out: (..., d)   γ, β: (d,)
 
+Overflow. σ² would overflow for |x − μ| ≳ 1.8e19 in float32 (x̂ then came out all zero, as
+it does in torch): the variance is computed from xc = x − μ rescaled by s = max(max|xc|, 1)
+per row, σ = s √(mean((xc/s)²) + (√eps/s)²), where no square exceeds max(1, max xc²).
+
 Backward. With ĝ = dout · γ (the gradient reaching x̂), and using ∂μ/∂xᵢ = 1/d,
-∂σ/∂xᵢ = x̂ᵢ / (d σ)::
+∂σ/∂xᵢ = xcᵢ / (d σ) = x̂ᵢ / d::
 
     ∂x̂ⱼ/∂xᵢ = (δᵢⱼ − 1/d − x̂ᵢ x̂ⱼ / d) / σ
     dx = Σⱼ ĝⱼ ∂x̂ⱼ/∂x = (ĝ − mean(ĝ) − x̂ · mean(ĝ x̂)) / σ
 
 (exact with eps inside σ). γ and β act on every row: dγ = Σ_rows dout · x̂, dβ = Σ_rows dout.
+
+Cache: ``LayerNormCache(x_hat, inv_sigma)``: x̂ (..., d) and 1/σ (..., 1).
 """
 from __future__ import annotations
 
-from tinynim.backend import asarray, zeros
+import math
+from typing import NamedTuple
+
+from tinynim.backend import asarray, namespace, zeros
 from tinynim.nn.base import Layer
 from tinynim.random import as_rng
 
 
+class LayerNormCache(NamedTuple):
+    x_hat: object       # (..., d) the standardised input
+    inv_sigma: object   # (..., 1) 1/σ per row
+
+
 class LayerNorm(Layer):
     def __init__(self, d: int, eps: float = 1e-5):
+        self.check_sizes(d=d)
+        if not eps >= 0:
+            raise ValueError(f"LayerNorm: eps must be ≥ 0, got {eps!r}")
         self.d, self.eps = d, eps
 
     def init(self, rng, *, dtype=None, backend=None):
         """γ = 1, β = 0: the layer starts as a pure standardisation."""
         return {"gamma": asarray([1.0] * self.d, dtype, backend), "beta": zeros((self.d,), dtype, backend)}
 
+    @property
+    def param_shapes(self):
+        return {"gamma": (self.d,), "beta": (self.d,)}
+
     def forward(self, params, x):
         xp = self.check_input(x, min_ndim=1, last=self.d)
+        self.check_params(params, x)
         xc = x - xp.mean(x, axis=-1, keepdims=True)                             # (..., d)
-        inv_sigma = 1 / xp.sqrt(xp.mean(xc * xc, axis=-1, keepdims=True) + self.eps)  # (..., 1)
+        s = xp.maximum(xp.max(xp.abs(xc), axis=-1, keepdims=True), xp.ones_like(xc[..., :1]))  # (..., 1)
+        xs = xc / s                                                             # |xs| ≤ max(|xc|, 1)
+        r = math.sqrt(self.eps) / s
+        inv_sigma = 1 / (s * xp.sqrt(xp.mean(xs * xs, axis=-1, keepdims=True) + r * r))  # (..., 1)
         x_hat = xc * inv_sigma                                                  # (..., d)
-        return x_hat * params["gamma"] + params["beta"], (x_hat, inv_sigma)
+        return x_hat * params["gamma"] + params["beta"], LayerNormCache(x_hat, inv_sigma)
 
     def backward(self, params, cache, dout):
         x_hat, inv_sigma = cache
-        xp = self.check_input(dout, min_ndim=1, last=self.d, what="dout")
+        self.check_dout(dout, tuple(x_hat.shape))
+        xp = namespace(dout)
         g = dout * params["gamma"]                                              # (..., d)
         dx = inv_sigma * (g - xp.mean(g, axis=-1, keepdims=True)
                           - x_hat * xp.mean(g * x_hat, axis=-1, keepdims=True))  # (..., d)
@@ -47,5 +73,5 @@ class LayerNorm(Layer):
         return dx, grads
 
     @staticmethod
-    def example(rng):
-        return LayerNorm(4), as_rng(rng).normal((2, 3, 4)), {}
+    def examples(rng):
+        return {"default": (LayerNorm(4), as_rng(rng).normal((2, 3, 4)), {})}

@@ -12,10 +12,13 @@ Layer forward on x: (..., T, d_in), no parameters::
 
 Backward. PE is a constant, so: "add" passes the gradient through, dx = dout; "concat"
 keeps the part that came from x, dx = dout[..., :d_in].
+
+Cache: ``PositionalCache(x_shape)``, the input's shape (the table is recomputed, not stored).
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import array_api_compat
 
@@ -40,8 +43,13 @@ def sinusoidal(T: int, d: int, *, dtype=None, backend=None):
     return _table(adapter.xp, T, d, adapter.resolve_dtype(dtype), adapter.device)
 
 
+class PositionalCache(NamedTuple):
+    x_shape: tuple      # (..., T, d_in)
+
+
 class SinusoidalPositional(Layer):
     def __init__(self, d_pos: int, mode: str = "add"):
+        self.check_sizes(d_pos=d_pos)
         if mode not in MODES:
             raise ValueError(f"SinusoidalPositional: unknown mode {mode!r}; valid: {', '.join(MODES)}")
         self.d_pos, self.mode = d_pos, mode
@@ -49,17 +57,19 @@ class SinusoidalPositional(Layer):
     def forward(self, params, x):
         xp = self.check_input(x, min_ndim=2, last=self.d_pos if self.mode == "add" else None)
         pe = _table(xp, x.shape[-2], self.d_pos, x.dtype, array_api_compat.device(x))  # (T, d_pos)
+        cache = PositionalCache(tuple(x.shape))
         if self.mode == "add":
-            return x + pe, x.shape[-1]
+            return x + pe, cache
         pe = xp.broadcast_to(pe, tuple(x.shape[:-1]) + (self.d_pos,))                  # (..., T, d_pos)
-        return xp.concat([x, pe], axis=-1), x.shape[-1]                                # (..., T, d_in + d_pos)
+        return xp.concat([x, pe], axis=-1), cache                                      # (..., T, d_in + d_pos)
 
     def backward(self, params, cache, dout):
-        d_in = cache
-        d_out = d_in if self.mode == "add" else d_in + self.d_pos
-        self.check_input(dout, min_ndim=2, last=d_out, what="dout")
+        *lead, d_in = cache.x_shape
+        self.check_dout(dout, tuple(lead) + (d_in if self.mode == "add" else d_in + self.d_pos,))
         return (dout if self.mode == "add" else dout[..., :d_in]), {}
 
     @staticmethod
-    def example(rng):
-        return SinusoidalPositional(3, mode="concat"), as_rng(rng).normal((2, 5, 4)), {}
+    def examples(rng):
+        rng = as_rng(rng)
+        return {"add": (SinusoidalPositional(4), rng.normal((2, 5, 4)), {}),
+                "concat": (SinusoidalPositional(3, mode="concat"), rng.normal((2, 5, 4)), {})}

@@ -39,15 +39,22 @@ Options of ``forward``:
   task. Then only h_T is needed: h_T = Σ_s λ^{T−1−s} ⊙ u_s + λ^T ⊙ h0 (a weighted sum, no
   scan), δ_s = λ^{T−1−s} ⊙ δ_T, and dλ = δ_T ⊙ (Σ_s (T−1−s) λ^{T−2−s} ⊙ u_s + T λ^{T−1} ⊙ h0).
   The output gating runs at one step instead of T: structure autodiff does not see.
+
+Cache: ``RNNCache(xt, a, g, lam, w, h, h0, o, q, u, has_h0, return_state)``: x̃, the input
+gates a, g (B, T, N), λ (N,), the last-only weights w = λ^{T−1−s} (T, N) or None, the states h
+(B, T, N) (last_only: h_T (B, N)), h0 or None, the output gates o, q (B, [T,] M), u = a ⊙ g for
+last_only (else None), and the two options.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import array_api_compat
 import numpy as np
 
 from tinynim.backend import asarray, namespace
+from tinynim.nn.activations import sigmoid
 from tinynim.nn.base import Layer
 from tinynim.random import as_rng
 
@@ -113,9 +120,26 @@ def reverse_scan(scan, lam, g):
     return xp.flip(scan(lam, xp.flip(g, axis=1)), axis=1)
 
 
+class RNNCache(NamedTuple):
+    xt: object          # (B, T, d̃) x̃
+    a: object           # (B, T, N) input gate x̃ Wx_in
+    g: object           # (B, T, N) input gate x̃ Wg_in
+    lam: object         # (N,) λ
+    w: object           # (T, N) λ^{T−1−s} (last_only) or None
+    h: object           # (B, T, N) states, or (B, N) h_T (last_only)
+    h0: object          # (B, N) or None
+    o: object           # (B, [T,] M) output gate h Wx_out
+    q: object           # (B, [T,] M) output gate h Wg_out
+    u: object           # (B, T, N) a ⊙ g (last_only) or None
+    has_h0: bool
+    return_state: bool
+
+
 class GatedLinearRNN(Layer):
     def __init__(self, d_in: int, n_hidden: int, d_out: int, *, n_out_gates: int | None = None,
                  append_one: bool = True, recurrence: str = "sigmoid", scan: str = "loop"):
+        self.check_sizes(d_in=d_in, n_hidden=n_hidden, d_out=d_out,
+                         **({} if n_out_gates is None else {"n_out_gates": n_out_gates}))
         if recurrence not in RECURRENCES:
             raise ValueError(f"GatedLinearRNN: recurrence must be one of {RECURRENCES}, got {recurrence!r}")
         if scan not in SCANS:
@@ -147,12 +171,18 @@ class GatedLinearRNN(Layer):
                 "Wg_out": normal((N, M), 1 / math.sqrt(N)),
                 "D": normal((M, self.d_out), 0.1 / math.sqrt(M))}
 
+    @property
+    def param_shapes(self):
+        N, M, dt = self.n_hidden, self.n_out_gates, self.d_tilde
+        return {"Wx_in": (dt, N), "Wg_in": (dt, N), self.decay_key: (N,),
+                "Wx_out": (N, M), "Wg_out": (N, M), "D": (M, self.d_out)}
+
     def decay(self, params):
         """λ ∈ [0, 1] (for "direct": whatever is stored).                     (N,)"""
         nu = params[self.decay_key]
         xp = namespace(nu)
         if self.recurrence == "sigmoid":
-            return 1.0 / (1.0 + xp.exp(-nu))
+            return sigmoid(xp, nu)
         if self.recurrence == "exp":
             return xp.exp(-xp.exp(nu))
         return nu
@@ -170,13 +200,17 @@ class GatedLinearRNN(Layer):
         return dlam
 
     def forward(self, params, x, *, return_state=False, last_only=False):
-        self.require_keys(params, ["Wx_in", "Wg_in", self.decay_key, "Wx_out", "Wg_out", "D"])
         has_h0 = isinstance(x, tuple)
+        if has_h0 and len(x) != 2:
+            raise ValueError(f"{self.name}: expected x or the pair (x, h0), got a tuple of {len(x)}")
         x, h0 = x if has_h0 else (x, None)
-        xp = self.check_input(x, ndim=3, last=self.d_in)
+        xp = self.check_input(x, ndim=3, last=self.d_in, min_steps=1)
+        self.check_params(params, x)
         B, T, _ = x.shape
-        if h0 is not None and tuple(h0.shape) != (B, self.n_hidden):
-            raise ValueError(f"GatedLinearRNN: expected h0 of shape {(B, self.n_hidden)}, got shape {tuple(h0.shape)}")
+        if h0 is not None:
+            self.check_input(h0, ndim=2, what="h0", like=x)
+            if tuple(h0.shape) != (B, self.n_hidden):
+                raise ValueError(f"GatedLinearRNN: expected h0 of shape {(B, self.n_hidden)}, got shape {tuple(h0.shape)}")
         xt = xp.concat([x, xp.ones_like(x[..., :1])], axis=-1) if self.append_one else x  # (B, T, d̃)
         a, g = _mm(xt, params["Wx_in"]), _mm(xt, params["Wg_in"])         # (B, T, N)
         u = a * g
@@ -194,26 +228,29 @@ class GatedLinearRNN(Layer):
         o, q = _mm(h, params["Wx_out"]), _mm(h, params["Wg_out"])         # (B, [T,] M)
         z = o * q
         out = _mm(z, params["D"])                                          # (B, [T,] d_out)
-        cache = dict(xt=xt, a=a, g=g, lam=lam, w=w, h=h, h0=h0, o=o, q=q,    # z = o ⊙ q is recomputed
-                     u=u if last_only else None, has_h0=has_h0, return_state=return_state)
+        cache = RNNCache(xt, a, g, lam, w, h, h0, o, q, u if last_only else None,   # z = o ⊙ q is recomputed
+                         has_h0, return_state)
         return ((out, h_T) if return_state else out), cache
 
     def backward(self, params, cache, dout):
         c = cache
-        dout, dh_T = dout if c["return_state"] else (dout, None)
+        B, T = c.xt.shape[:2]
+        out_shape = (B, self.d_out) if c.w is not None else (B, T, self.d_out)
+        self.check_dout(dout, (out_shape, (B, self.n_hidden)) if c.return_state else out_shape)
+        dout, dh_T = dout if c.return_state else (dout, None)
         xp = namespace(dout)
-        lam, h, h0, xt, T = c["lam"], c["h"], c["h0"], c["xt"], c["xt"].shape[1]
+        lam, h, h0, xt = c.lam, c.h, c.h0, c.xt
         dz = _mm(dout, params["D"].T)                                      # (B, [T,] M)
-        do, dq = dz * c["q"], dz * c["o"]
-        grads = {"D": _rows(c["o"] * c["q"]).T @ _rows(dout),
+        do, dq = dz * c.q, dz * c.o
+        grads = {"D": _rows(c.o * c.q).T @ _rows(dout),
                  "Wx_out": _rows(h).T @ _rows(do), "Wg_out": _rows(h).T @ _rows(dq)}
         e = _mm(do, params["Wx_out"].T) + _mm(dq, params["Wg_out"].T)      # (B, [T,] N) direct dL/dh
-        if c["w"] is not None:                                             # last_only
+        if c.w is not None:                                             # last_only
             e = e if dh_T is None else e + dh_T                            # (B, N) δ at step T−1
-            delta = c["w"][None, ...] * e[:, None, :]                      # (B, T, N) λ^{T−1−s} δ
+            delta = c.w[None, ...] * e[:, None, :]                      # (B, T, N) λ^{T−1−s} δ
             k = _steps_to_end(xp, T, lam)                                  # (T, 1)
             dw = k * xp.pow(lam[None, :], xp.maximum(k - 1.0, 0.0))        # (T, N) dλ^k/dλ (0 at k=0)
-            dlam_h = xp.sum(dw * c["u"], axis=1)                           # (B, N) dh_T/dλ
+            dlam_h = xp.sum(dw * c.u, axis=1)                           # (B, N) dh_T/dλ
             if h0 is not None:
                 dlam_h = dlam_h + T * xp.pow(lam, float(T - 1)) * h0
             dlam = xp.sum(e * dlam_h, axis=0)
@@ -227,15 +264,23 @@ class GatedLinearRNN(Layer):
             if h0 is not None:
                 dlam = dlam + xp.sum(delta[:, 0, :] * h0, axis=0)
                 dh0 = lam * delta[:, 0, :]
-        da, dg = delta * c["g"], delta * c["a"]                            # (B, T, N)
+        da, dg = delta * c.g, delta * c.a                            # (B, T, N)
         grads["Wx_in"] = _rows(xt).T @ _rows(da)
         grads["Wg_in"] = _rows(xt).T @ _rows(dg)
         grads[self.decay_key] = self._dnu(params, lam, dlam)
         dx = (_mm(da, params["Wx_in"].T) + _mm(dg, params["Wg_in"].T))[..., :self.d_in]  # (B, T, d_in)
-        return ((dx, dh0) if c["has_h0"] else dx), grads
+        return ((dx, dh0) if c.has_h0 else dx), grads
 
     @staticmethod
-    def example(rng):
+    def examples(rng):
         rng = as_rng(rng)
-        layer = GatedLinearRNN(3, 4, 2, n_out_gates=5)
-        return layer, (rng.normal((2, 5, 3)), rng.normal((2, 4))), {"return_state": True}
+        x, h0 = lambda: rng.normal((2, 5, 3)), lambda: rng.normal((2, 4))
+        rnn = lambda **kw: GatedLinearRNN(3, 4, 2, n_out_gates=5, **kw)
+        return {"sigmoid": (rnn(), x(), {}),
+                "exp": (rnn(recurrence="exp"), x(), {}),
+                "direct": (rnn(recurrence="direct", append_one=False), x(), {}),
+                "parallel_scan": (rnn(scan="parallel"), x(), {}),
+                "h0_return_state": (rnn(), (x(), h0()), {"return_state": True}),
+                "last_only": (rnn(), x(), {"last_only": True}),
+                "last_only_h0_return_state": (rnn(recurrence="exp"), (x(), h0()),
+                                              {"last_only": True, "return_state": True})}
