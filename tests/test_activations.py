@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tinynim.backend import asarray
-from tinynim.nn.activations import ACTIVATIONS, ReLU
+from tinynim.nn.activations import ACTIVATIONS, ReLU, Softplus, sigmoid, sigmoid_tanh
 from tinynim.nn import REGISTRY
 from tinynim.random import RNG
 from helpers import assert_gradients, host
@@ -76,3 +76,34 @@ def test_activations_registered_and_dout_shape_checked(f64):
     _, cache = ReLU().forward({}, asarray(np.ones((2, 3))))
     with pytest.raises(ValueError, match=r"ReLU: expected dout of shape \(2, 3\), got shape \(3,\)"):
         ReLU().backward({}, cache, asarray(np.ones(3)))
+
+
+def test_relu_propagates_nan_like_torch(f64):
+    """ReLU(NaN) is NaN (torch semantics), not 0: a NaN input must stay visible."""
+    out, cache = ReLU().forward({}, asarray([np.nan, -1.0, 2.0]))
+    got = host(out)
+    assert np.isnan(got[0]) and got[1:].tolist() == [0.0, 2.0]
+
+
+def test_softplus_derivative_at_infinities(f64):
+    """f'(+inf) = 1 and f'(−inf) = 0, as torch's softplus backward (exp(x − out) gave NaN at +inf)."""
+    out, cache = Softplus().forward({}, asarray([np.inf, -np.inf, 0.0]))
+    dx, _ = Softplus().backward({}, cache, asarray([1.0, 1.0, 1.0]))
+    assert host(out).tolist() == [np.inf, 0.0, np.log(2.0)]
+    assert host(dx).tolist() == [1.0, 0.0, 0.5]
+
+
+def test_fast_sigmoid_equals_plain(backend):
+    """The tanh form (used by Sigmoid, Softplus', GELU) equals the plain overflow-free form.
+    Tolerance 4.5e-16 absolute, two ulps of 1: both round σ to within an ulp of 1 where σ is
+    O(1); for x ≪ 0 the tanh form loses σ(x) < 1e-16 to that absolute rounding (torch's GELU
+    does the same), hence no relative tolerance. The plain form is checked relatively."""
+    xs = np.concatenate([[-800.0, -40.0, -3.0, -0.0, 0.0, 3.0, 40.0, 800.0, np.inf, -np.inf],
+                         np.linspace(-30, 30, 601)])
+    x = asarray(xs)
+    xp = backend.xp
+    plain, fast = host(sigmoid(xp, x)), host(sigmoid_tanh(xp, x))
+    np.testing.assert_allclose(fast, plain, rtol=0, atol=4.5e-16)
+    with np.errstate(over="ignore"):                   # e^800 = inf gives the exact σ = 0
+        exact = 1 / (1 + np.exp(-xs))
+    np.testing.assert_allclose(plain, exact, rtol=1e-15, atol=0)

@@ -3,16 +3,27 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tinynim.backend import asarray
-from tinynim.nn.linear_attention import LinearSelfAttention
+from tinynim.nn.linear_attention import LinearSelfAttention, merged_products
 from tinynim.random import RNG
 from helpers import assert_gradients, assert_close, host
 
 
-def reference(p, x, form, causal, n):
+def diag_matrices(p, D, d_y):
+    """The DIAG form's (Q_h, P_h) = (diag(q_x I_d, q_y I_dy), diag(p_x I_d, p_y I_dy)), by hand."""
+    d = D - d_y
+    block = lambda a, b: np.diag(np.concatenate([np.full(d, a), np.full(d_y, b)]))
+    H = p["q_x"].shape[0]
+    return (np.stack([block(p["q_x"][h], p["q_y"][h]) for h in range(H)]),
+            np.stack([block(p["p_x"][h], p["p_y"][h]) for h in range(H)]))
+
+
+def reference(p, x, form, causal, n, d_y=None):
     """The textbook formula in plain numpy loops over heads: scores first, then values."""
     x = host(x)
     p = {k: host(v) for k, v in p.items()}
-    T = x.shape[1]
+    T, D = x.shape[1:]
+    if form == "diagonal":
+        p = dict(zip(("Q", "P"), diag_matrices(p, D, d_y)))
     C = x[:, :n]
     mask = np.tril(np.ones((T, n))) if causal else np.ones((T, n))
     out = np.zeros_like(x)
@@ -26,15 +37,17 @@ def reference(p, x, form, causal, n):
 
 
 layers = st.fixed_dictionaries(dict(
-    D=st.integers(1, 4), H=st.integers(1, 3), k=st.integers(1, 6), T=st.integers(1, 6),
-    B=st.integers(1, 3), causal=st.booleans(), form=st.sampled_from(["full", "merged"]),
-    seed=st.integers(0, 2**16)))
+    D=st.integers(2, 4), H=st.integers(1, 3), k=st.integers(1, 6), T=st.integers(1, 6),
+    B=st.integers(1, 3), causal=st.booleans(), form=st.sampled_from(["full", "merged", "diagonal"]),
+    fast=st.booleans(), seed=st.integers(0, 2**16)))
 
 
 def build(c, data):
     rng = RNG(c["seed"])
+    c["d_y"] = data.draw(st.integers(1, c["D"] - 1), label="d_y") if c["form"] == "diagonal" else None
     layer = LinearSelfAttention(c["D"], c["H"], c["k"] if c["form"] == "full" else None,
-                                causal=c["causal"], form=c["form"], init_std=0.5)
+                                causal=c["causal"], form=c["form"], d_y=c["d_y"], init_std=0.5,
+                                fast=c["fast"])
     kw = {"n_context": data.draw(st.one_of(st.none(), st.integers(1, c["T"])), label="n_context"),
           "last_only": data.draw(st.booleans(), label="last_only")}
     return layer, layer.init(rng), rng.normal((c["B"], c["T"], c["D"])), kw
@@ -48,11 +61,11 @@ def test_lsa_gradients(backend, c, data):
 
 @given(c=layers, data=st.data())
 def test_lsa_matches_textbook_formula(backend, c, data):
-    """Both attention routes (scores, reassociated S = KᵀV), the shared-key merged path and
-    the last-row-only path equal the explicit loop formula."""
+    """Both paths (plain, fast), both attention routes (scores, reassociated S = KᵀV), the
+    shared-key merged path, the last-row-only path and every form equal the explicit loop formula."""
     layer, params, x, kw = build(c, data)
     n = c["T"] if kw["n_context"] is None else kw["n_context"]
-    want = reference(params, x, c["form"], c["causal"], n)
+    want = reference(params, x, c["form"], c["causal"], n, c["d_y"])
     assert_close(layer(params, x, **kw), want[:, -1:] if kw["last_only"] else want,
                  what="LSA vs loop reference")
 
@@ -101,8 +114,15 @@ def test_lsa_errors(f64):
     out, cache = layer.forward(p, RNG(0).normal((2, 3, 4)))
     with pytest.raises(ValueError, match=r"LinearSelfAttention: expected dout of shape \(2, 3, 4\), got shape \(2, 3, 2\)"):
         layer.backward(p, cache, RNG(0).normal((2, 3, 2)))
-    with pytest.raises(ValueError, match=r"LinearSelfAttention: form must be one of"):
+    with pytest.raises(ValueError, match=r"LinearSelfAttention: form must be one of \('full', 'merged', 'diagonal'\)"):
         LinearSelfAttention(4, form="diag")
+    with pytest.raises(ValueError, match=r"LinearSelfAttention: d_y \(the y block of the diagonal form\) is needed "
+                                         r"exactly for form='diagonal'; got form='diagonal', d_y=None"):
+        LinearSelfAttention(4, form="diagonal")
+    with pytest.raises(ValueError, match=r"LinearSelfAttention: d_y must be < d_model = 4, got 4"):
+        LinearSelfAttention(4, form="diagonal", d_y=4)
+    with pytest.raises(ValueError, match=r"form='diagonal' has d_key = d_model = 4, got 2"):
+        LinearSelfAttention(4, 1, 2, form="diagonal", d_y=1)
     with pytest.raises(ValueError, match=r"LinearSelfAttention: params lack \['Q', 'P'\]"):
         LinearSelfAttention(4, form="merged").forward(p, RNG(0).normal((2, 3, 4)))
 
@@ -130,3 +150,74 @@ def test_attend_picks_cheaper_route(backend, T, k, via_S, products):
     assert cache.attend.via_S is via_S and cache.merged is products
     assert_close(out, reference(p, x, "full", False, T), what="route")
     assert_gradients(layer, p, x)
+
+
+@pytest.mark.parametrize("form", ["full", "merged", "diagonal"])
+def test_forms_map_to_products(f64, form):
+    """The table's θ ↦ (Q, P): full Q = Wq Wkᵀ, P = Wv Wp; merged as stored; diagonal the
+    block diagonals built by hand (exact: the same products, or selections)."""
+    layer = LinearSelfAttention(5, 2, form=form, **({"d_y": 2} if form == "diagonal" else {}))
+    p = layer.init(RNG(3))
+    Q, P = merged_products(p, form, d_model=5, d_y=2)
+    hp = {k: host(v) for k, v in p.items()}
+    if form == "full":
+        want = (hp["Wq"] @ np.swapaxes(hp["Wk"], 1, 2), hp["Wv"] @ hp["Wp"])
+    elif form == "merged":
+        want = (hp["Q"], hp["P"])
+    else:
+        want = diag_matrices(hp, 5, 2)
+    np.testing.assert_allclose(host(Q), want[0], rtol=1e-14, atol=0)
+    np.testing.assert_allclose(host(P), want[1], rtol=1e-14, atol=0)
+    with pytest.raises(ValueError, match=r"merged_products: form 'diagonal' needs d_model and d_y"):
+        merged_products(p, "diagonal")
+
+
+@given(H=st.integers(1, 3), D=st.integers(2, 5), T=st.integers(2, 5), data=st.data(),
+       seed=st.integers(0, 2**16))
+def test_diagonal_gradients(backend, H, D, T, data, seed):
+    """The diagonal form's pull-back (traces of the blocks of dQ, dP) vs FD and torch."""
+    d_y = data.draw(st.integers(1, D - 1), label="d_y")
+    causal, last_only = data.draw(st.booleans(), label="causal"), data.draw(st.booleans(), label="last_only")
+    rng = RNG(seed)
+    layer = LinearSelfAttention(D, H, form="diagonal", d_y=d_y, causal=causal, init_std=1.0)
+    assert_gradients(layer, layer.init(rng), rng.normal((2, T, D)), {"n_context": T - 1, "last_only": last_only})
+
+
+# Every fast route, selected explicitly: (form, d_key, T, n_context, causal, last_only).
+FAST_ROUTES = {
+    "full_lowrank_scores_causal": ("full", 2, 5, 3, True, False),
+    "full_lowrank_scores": ("full", 3, 2, None, False, False),
+    "full_lowrank_kv_state": ("full", 2, 6, 5, False, False),
+    "full_products_kv_state": ("full", 4, 6, None, False, False),
+    "full_products_causal": ("full", 5, 4, None, True, False),
+    "full_last_only": ("full", 2, 5, 4, True, True),
+    "merged_causal": ("merged", None, 5, 3, True, False),
+    "merged_kv_state": ("merged", None, 6, 6, False, False),
+    "merged_last_only": ("merged", None, 4, 3, False, True),
+    "diagonal_causal": ("diagonal", None, 5, 4, True, False),
+    "diagonal_last_only": ("diagonal", None, 5, 2, True, True),
+}
+
+
+@pytest.mark.parametrize("route", sorted(FAST_ROUTES))
+def test_fast_path_equals_plain_path(backend, route):
+    """fast=True (one query row, low-rank factors, S = kᵀv) gives the plain path's output,
+    dx and every gradient, route by route. Tolerance 1e-12 relative: the same float64 sums in
+    another association."""
+    form, d_key, T, n, causal, last_only = FAST_ROUTES[route]
+    kw = dict(causal=causal, form=form, init_std=0.7, **({"d_y": 1} if form == "diagonal" else {}))
+    fast, plain = LinearSelfAttention(4, 2, d_key, **kw), LinearSelfAttention(4, 2, d_key, fast=False, **kw)
+    rng = RNG(11)
+    params, x = fast.init(rng), rng.normal((3, T, 4))
+    out, cache = fast.forward(params, x, n_context=n, last_only=last_only)
+    out_p, cache_p = plain.forward(params, x, n_context=n, last_only=last_only)
+    assert_close(out, out_p, 1e-12, f"{route}: forward")
+    dout = rng.normal(tuple(out.shape))
+    (dx, grads), (dx_p, grads_p) = fast.backward(params, cache, dout), plain.backward(params, cache_p, dout)
+    assert_close(dx, dx_p, 1e-12, f"{route}: dx")
+    assert set(grads) == set(grads_p) == set(params)
+    for k in grads:
+        assert_close(grads[k], grads_p[k], 1e-12, f"{route}: d{k}")
+    via_S = not causal and not last_only and route.endswith("kv_state")
+    assert cache.attend.via_S is via_S
+    assert cache.merged is (form != "full" or last_only or d_key >= 4)

@@ -69,3 +69,21 @@ def test_layernorm_shape_errors(f64):
     _, cache = layer.forward(params, RNG(0).normal((2, 4)))
     with pytest.raises(ValueError, match=r"LayerNorm: expected dout of shape \(2, 4\), got shape \(2, 5\)"):
         layer.backward(params, cache, RNG(0).normal((2, 5)))
+
+
+def test_layernorm_huge_inputs_in_float32():
+    """|x| ~ 1e20 in float32: (x − μ)² would overflow (3.4e38 max) and x̂ come out all zero
+    (as torch's layer_norm does); the rescaled variance gives the standardised row. Expected
+    values: the same row standardised in float64 (x̂ is scale-free). Tolerance 1e-6: float32."""
+    from tinynim.backend import asarray, use_backend
+    with use_backend("numpy", dtype="float32"):
+        layer = LayerNorm(4)
+        params = layer.init(0)
+        rows = np.array([[1e20, -1e20, 3e19, 0.5], [3e37, -1e37, 2e37, 0.0], [1.0, 2.0, 3.0, 4.0]])
+        out, cache = layer.forward(params, asarray(rows))
+        dx, _ = layer.backward(params, cache, asarray(np.ones_like(rows)))
+    r = rows - rows.mean(-1, keepdims=True)
+    want = r / np.sqrt((r * r).mean(-1, keepdims=True) + 1e-5)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(host(out), want, rtol=1e-6, atol=1e-6)
+    assert np.all(np.isfinite(host(dx)))

@@ -49,9 +49,10 @@ def test_scan_matches_closed_form(f64):
 @given(d_in=st.integers(1, 3), N=st.integers(1, 4), M=st.integers(1, 4), d_out=st.integers(1, 3),
        B=st.integers(1, 2), T=st.integers(1, 6), seed=st.integers(0, 2**16),
        recurrence=st.sampled_from(RECURRENCES), append_one=st.booleans(), with_h0=st.booleans(),
-       return_state=st.booleans(), last_only=st.booleans(), scan=st.sampled_from(["parallel", "loop"]))
+       return_state=st.booleans(), last_only=st.booleans(), scan=st.sampled_from(["parallel", "loop"]),
+       fast=st.booleans())
 def test_gradients(backend, d_in, N, M, d_out, B, T, seed, recurrence, append_one, with_h0,
-                   return_state, last_only, scan):
+                   return_state, last_only, scan, fast):
     """BPTT vs finite differences (FD_TOL) and torch autograd, every option combination.
 
     λ is drawn in [0.5, 0.95] so that λ^T (the factor on dh0) stays ≥ 0.5^6 ≈ 0.016: a
@@ -59,7 +60,7 @@ def test_gradients(backend, d_in, N, M, d_out, B, T, seed, recurrence, append_on
     nothing about the backward. The formulas do not depend on the range of λ."""
     rng = RNG(seed)
     layer = GatedLinearRNN(d_in, N, d_out, n_out_gates=M, append_one=append_one,
-                           recurrence=recurrence, scan=scan)
+                           recurrence=recurrence, scan=scan, fast=fast)
     params = _with_decay(layer, layer.init(rng), rng.uniform((N,), 0.5, 0.95, host=True))
     x = rng.normal((B, T, d_in))
     if with_h0:
@@ -133,3 +134,40 @@ def test_shape_errors(f64):
         GatedLinearRNN(3, 4, 2, recurrence="tanh")
     with pytest.raises(ValueError, match="scan must be one of"):
         GatedLinearRNN(3, 4, 2, scan="fft")
+
+
+@pytest.mark.parametrize("recurrence", RECURRENCES)
+@pytest.mark.parametrize("with_h0, return_state", [(False, False), (True, False), (False, True), (True, True)])
+def test_fast_last_only_equals_plain(backend, recurrence, with_h0, return_state):
+    """The closed-form last-only path (fast=True) vs the plain one (scan, read step T−1,
+    dout placed at that step): same output, state, dx, dh0 and every gradient. Tolerance
+    1e-12 relative: the same sums, as powers of λ instead of a recursion."""
+    rng = RNG(5)
+    fast = GatedLinearRNN(3, 4, 2, n_out_gates=3, recurrence=recurrence)
+    plain = GatedLinearRNN(3, 4, 2, n_out_gates=3, recurrence=recurrence, fast=False)
+    params = fast.init(rng)
+    x = (rng.normal((2, 6, 3)), rng.normal((2, 4))) if with_h0 else rng.normal((2, 6, 3))
+    kw = {"last_only": True, "return_state": return_state}
+    (out, cache), (out_p, cache_p) = fast.forward(params, x, **kw), plain.forward(params, x, **kw)
+    assert type(cache).__name__ == "RNNLastCache" and type(cache_p).__name__ == "RNNCache"
+    dout = tuple(rng.normal(tuple(o.shape)) for o in out) if return_state else rng.normal(tuple(out.shape))
+    (dx, grads), (dx_p, grads_p) = fast.backward(params, cache, dout), plain.backward(params, cache_p, dout)
+    for name, a, b in [("out", out, out_p), ("dx", dx, dx_p)]:
+        for i, (ai, bi) in enumerate(zip(a, b) if isinstance(a, tuple) else [(a, b)]):
+            assert_close(ai, bi, 1e-12, f"{name}[{i}]")
+    assert set(grads) == set(grads_p) == set(params)
+    for k in grads:
+        assert_close(grads[k], grads_p[k], 1e-12, f"d{k}")
+
+
+def test_sigmoid_decay_is_stable_at_extremes(backend):
+    """ν = ∓800 (σ would overflow as 1/(1 + e^{−ν})): λ is exactly 0 and 1, as torch's sigmoid
+    gives, with no overflow warning (warnings are errors in this suite) and finite gradients."""
+    layer = GatedLinearRNN(2, 3, 1)
+    params = {**layer.init(0), "nu": asarray([-800.0, 800.0, 0.0])}
+    assert host(layer.decay(params)).tolist() == [0.0, 1.0, 0.5]
+    x = RNG(1).normal((2, 4, 2))
+    for kw in ({}, {"last_only": True}):
+        out, cache = layer.forward(params, x, **kw)
+        dx, grads = layer.backward(params, cache, out)
+        assert all(np.all(np.isfinite(host(a))) for a in [out, dx, *grads.values()])

@@ -36,14 +36,18 @@ Options of ``forward``:
   ``backward`` takes ``dout = (dout, dh_T)``. ``h_T`` from a zero start is the state s(c) of a
   context c; with input-independent λ, ``h_T = Φ ⊙ h0 + s(c)``, Φ = :meth:`decay_product`.
 * ``last_only=True``: only the last step's output (B, d_out), e.g. the query of an in-context
-  task. Then only h_T is needed: h_T = Σ_s λ^{T−1−s} ⊙ u_s + λ^T ⊙ h0 (a weighted sum, no
-  scan), δ_s = λ^{T−1−s} ⊙ δ_T, and dλ = δ_T ⊙ (Σ_s (T−1−s) λ^{T−2−s} ⊙ u_s + T λ^{T−1} ⊙ h0).
+  task. The plain path (``fast=False``) runs the scan and reads step T−1 (its backward puts
+  dout at that step, zeros elsewhere). The fast path (``fast=True``, the default; a test
+  compares the two) needs h_T only: h_T = Σ_s λ^{T−1−s} ⊙ u_s + λ^T ⊙ h0 (a weighted sum,
+  no scan), δ_s = λ^{T−1−s} ⊙ δ_T, and dλ = δ_T ⊙ (Σ_s (T−1−s) λ^{T−2−s} ⊙ u_s + T λ^{T−1} ⊙ h0).
   The output gating runs at one step instead of T: structure autodiff does not see.
 
-Cache: ``RNNCache(xt, a, g, lam, w, h, h0, o, q, u, has_h0, return_state)``: x̃, the input
-gates a, g (B, T, N), λ (N,), the last-only weights w = λ^{T−1−s} (T, N) or None, the states h
-(B, T, N) (last_only: h_T (B, N)), h0 or None, the output gates o, q (B, [T,] M), u = a ⊙ g for
-last_only (else None), and the two options.
+σ is :func:`tinynim.nn.activations.sigmoid`, which never overflows (ν = −800 gives λ = 0).
+
+Caches: ``RNNCache(xt, a, g, lam, h, h0, o, q, has_h0, return_state, last_only)``: x̃, the
+input gates a, g (B, T, N), λ (N,), the states h (B, T, N), h0 or None, the output gates o, q
+(B, T, M) and the options; the fast last-only path's ``RNNLastCache(xt, a, g, lam, w, u, h_T,
+h0, o, q, has_h0, return_state)`` holds w = λ^{T−1−s} (T, N), u = a ⊙ g and h_T (B, N) instead.
 """
 from __future__ import annotations
 
@@ -125,19 +129,34 @@ class RNNCache(NamedTuple):
     a: object           # (B, T, N) input gate x̃ Wx_in
     g: object           # (B, T, N) input gate x̃ Wg_in
     lam: object         # (N,) λ
-    w: object           # (T, N) λ^{T−1−s} (last_only) or None
-    h: object           # (B, T, N) states, or (B, N) h_T (last_only)
+    h: object           # (B, T, N) states
     h0: object          # (B, N) or None
-    o: object           # (B, [T,] M) output gate h Wx_out
-    q: object           # (B, [T,] M) output gate h Wg_out
-    u: object           # (B, T, N) a ⊙ g (last_only) or None
+    o: object           # (B, T, M) output gate h Wx_out
+    q: object           # (B, T, M) output gate h Wg_out
+    has_h0: bool
+    return_state: bool
+    last_only: bool
+
+
+class RNNLastCache(NamedTuple):
+    xt: object          # (B, T, d̃) x̃
+    a: object           # (B, T, N)
+    g: object           # (B, T, N)
+    lam: object         # (N,) λ
+    w: object           # (T, N) λ^{T−1−s}
+    u: object           # (B, T, N) a ⊙ g
+    h_T: object         # (B, N) final state
+    h0: object          # (B, N) or None
+    o: object           # (B, M)
+    q: object           # (B, M)
     has_h0: bool
     return_state: bool
 
 
 class GatedLinearRNN(Layer):
     def __init__(self, d_in: int, n_hidden: int, d_out: int, *, n_out_gates: int | None = None,
-                 append_one: bool = True, recurrence: str = "sigmoid", scan: str = "loop"):
+                 append_one: bool = True, recurrence: str = "sigmoid", scan: str = "loop",
+                 fast: bool = True):
         self.check_sizes(d_in=d_in, n_hidden=n_hidden, d_out=d_out,
                          **({} if n_out_gates is None else {"n_out_gates": n_out_gates}))
         if recurrence not in RECURRENCES:
@@ -149,6 +168,7 @@ class GatedLinearRNN(Layer):
         self.n_out_gates = n_hidden if n_out_gates is None else n_out_gates
         self.append_one, self.recurrence = append_one, recurrence
         self.d_tilde = d_in + int(append_one)            # width of x̃
+        self.fast = fast
 
     @property
     def decay_key(self) -> str:
@@ -199,76 +219,112 @@ class GatedLinearRNN(Layer):
             return -dlam * namespace(lam).exp(params["nu"]) * lam
         return dlam
 
-    def forward(self, params, x, *, return_state=False, last_only=False):
+    def _inputs(self, params, x):
+        """Validate x or (x, h0) and params -> (x, h0 or None, has_h0, xp)."""
         has_h0 = isinstance(x, tuple)
         if has_h0 and len(x) != 2:
             raise ValueError(f"{self.name}: expected x or the pair (x, h0), got a tuple of {len(x)}")
         x, h0 = x if has_h0 else (x, None)
         xp = self.check_input(x, ndim=3, last=self.d_in, min_steps=1)
         self.check_params(params, x)
-        B, T, _ = x.shape
         if h0 is not None:
             self.check_input(h0, ndim=2, what="h0", like=x)
-            if tuple(h0.shape) != (B, self.n_hidden):
-                raise ValueError(f"GatedLinearRNN: expected h0 of shape {(B, self.n_hidden)}, got shape {tuple(h0.shape)}")
-        xt = xp.concat([x, xp.ones_like(x[..., :1])], axis=-1) if self.append_one else x  # (B, T, d̃)
-        a, g = _mm(xt, params["Wx_in"]), _mm(xt, params["Wg_in"])         # (B, T, N)
-        u = a * g
+            if tuple(h0.shape) != (x.shape[0], self.n_hidden):
+                raise ValueError(f"GatedLinearRNN: expected h0 of shape {(x.shape[0], self.n_hidden)}, "
+                                 f"got shape {tuple(h0.shape)}")
+        return x, h0, has_h0, xp
+
+    def _input_gates(self, params, x, xp):
+        """x̃ (B, T, d̃) and the input gates a, g (B, T, N)."""
+        xt = xp.concat([x, xp.ones_like(x[..., :1])], axis=-1) if self.append_one else x
+        return xt, _mm(xt, params["Wx_in"]), _mm(xt, params["Wg_in"])
+
+    def forward(self, params, x, *, return_state=False, last_only=False):
+        x, h0, has_h0, xp = self._inputs(params, x)
+        if last_only and self.fast:
+            return self._forward_last_only(params, x, h0, has_h0, return_state, xp)
+        xt, a, g = self._input_gates(params, x, xp)                       # (B, T, N)
         lam = self.decay(params)                                           # (N,)
-        w = None
-        if last_only:                                                      # h_T only, no scan
-            w = xp.pow(lam[None, :], _steps_to_end(xp, T, lam))            # (T, N) λ^{T−1−s}
-            h = xp.sum(w * u, axis=1)                                      # (B, N)
-            if h0 is not None:
-                h = h + xp.pow(lam, float(T)) * h0
-            h_T = h
-        else:
-            h = self.scan(lam, u, h0)                                      # (B, T, N)
-            h_T = h[:, -1, :]
-        o, q = _mm(h, params["Wx_out"]), _mm(h, params["Wg_out"])         # (B, [T,] M)
-        z = o * q
-        out = _mm(z, params["D"])                                          # (B, [T,] d_out)
-        cache = RNNCache(xt, a, g, lam, w, h, h0, o, q, u if last_only else None,   # z = o ⊙ q is recomputed
-                         has_h0, return_state)
-        return ((out, h_T) if return_state else out), cache
+        h = self.scan(lam, a * g, h0)                                      # (B, T, N)
+        o, q = _mm(h, params["Wx_out"]), _mm(h, params["Wg_out"])         # (B, T, M)
+        out = _mm(o * q, params["D"])                                      # (B, T, d_out)
+        if last_only:
+            out = out[:, -1, :]                                            # (B, d_out)
+        cache = RNNCache(xt, a, g, lam, h, h0, o, q, has_h0, return_state, last_only)
+        return ((out, h[:, -1, :]) if return_state else out), cache
 
     def backward(self, params, cache, dout):
+        if isinstance(cache, RNNLastCache):
+            return self._backward_last_only(params, cache, dout)
         c = cache
         B, T = c.xt.shape[:2]
-        out_shape = (B, self.d_out) if c.w is not None else (B, T, self.d_out)
-        self.check_dout(dout, (out_shape, (B, self.n_hidden)) if c.return_state else out_shape)
-        dout, dh_T = dout if c.return_state else (dout, None)
+        dout, dh_T = self._split_dout(dout, c, (B, self.d_out) if c.last_only else (B, T, self.d_out))
         xp = namespace(dout)
-        lam, h, h0, xt = c.lam, c.h, c.h0, c.xt
+        if c.last_only:                                                    # only step T−1 is read
+            dout = xp.concat([xp.zeros((B, T - 1, self.d_out), dtype=dout.dtype,
+                                       device=array_api_compat.device(dout)), dout[:, None, :]], axis=1)
+        grads, e = self._readout_backward(params, c.h, c.o, c.q, dout)     # e: (B, T, N) direct dL/dh
+        if dh_T is not None:
+            e = xp.concat([e[:, :-1, :], e[:, -1:, :] + dh_T[:, None, :]], axis=1)
+        delta = reverse_scan(self.scan, c.lam, e)                          # (B, T, N)
+        dlam = xp.sum(_rows(delta[:, 1:, :] * c.h[:, :-1, :]), axis=0)     # Σ_t δ_t ⊙ h_{t−1}
+        dh0 = None
+        if c.h0 is not None:
+            dlam = dlam + xp.sum(delta[:, 0, :] * c.h0, axis=0)
+            dh0 = c.lam * delta[:, 0, :]
+        dx = self._input_backward(params, c, delta, dlam, grads)
+        return ((dx, dh0) if c.has_h0 else dx), grads
+
+    def _split_dout(self, dout, c, out_shape):
+        """Check dout against the output's shapes -> (dout, dh_T or None)."""
+        B = c.xt.shape[0]
+        self.check_dout(dout, (out_shape, (B, self.n_hidden)) if c.return_state else out_shape)
+        return dout if c.return_state else (dout, None)
+
+    def _readout_backward(self, params, h, o, q, dout):
+        """Grads of D, Wx_out, Wg_out and the direct gradient e = dL/dh, (B, [T,] N)."""
         dz = _mm(dout, params["D"].T)                                      # (B, [T,] M)
-        do, dq = dz * c.q, dz * c.o
-        grads = {"D": _rows(c.o * c.q).T @ _rows(dout),
+        do, dq = dz * q, dz * o
+        grads = {"D": _rows(o * q).T @ _rows(dout),                        # z = o ⊙ q is recomputed
                  "Wx_out": _rows(h).T @ _rows(do), "Wg_out": _rows(h).T @ _rows(dq)}
-        e = _mm(do, params["Wx_out"].T) + _mm(dq, params["Wg_out"].T)      # (B, [T,] N) direct dL/dh
-        if c.w is not None:                                             # last_only
-            e = e if dh_T is None else e + dh_T                            # (B, N) δ at step T−1
-            delta = c.w[None, ...] * e[:, None, :]                      # (B, T, N) λ^{T−1−s} δ
-            k = _steps_to_end(xp, T, lam)                                  # (T, 1)
-            dw = k * xp.pow(lam[None, :], xp.maximum(k - 1.0, 0.0))        # (T, N) dλ^k/dλ (0 at k=0)
-            dlam_h = xp.sum(dw * c.u, axis=1)                           # (B, N) dh_T/dλ
-            if h0 is not None:
-                dlam_h = dlam_h + T * xp.pow(lam, float(T - 1)) * h0
-            dlam = xp.sum(e * dlam_h, axis=0)
-            dh0 = None if h0 is None else xp.pow(lam, float(T)) * e
-        else:
-            if dh_T is not None:
-                e = xp.concat([e[:, :-1, :], e[:, -1:, :] + dh_T[:, None, :]], axis=1)
-            delta = reverse_scan(self.scan, lam, e)                        # (B, T, N)
-            dlam = xp.sum(_rows(delta[:, 1:, :] * h[:, :-1, :]), axis=0)   # Σ_t δ_t ⊙ h_{t−1}
-            dh0 = None
-            if h0 is not None:
-                dlam = dlam + xp.sum(delta[:, 0, :] * h0, axis=0)
-                dh0 = lam * delta[:, 0, :]
-        da, dg = delta * c.g, delta * c.a                            # (B, T, N)
-        grads["Wx_in"] = _rows(xt).T @ _rows(da)
-        grads["Wg_in"] = _rows(xt).T @ _rows(dg)
-        grads[self.decay_key] = self._dnu(params, lam, dlam)
-        dx = (_mm(da, params["Wx_in"].T) + _mm(dg, params["Wg_in"].T))[..., :self.d_in]  # (B, T, d_in)
+        return grads, _mm(do, params["Wx_out"].T) + _mm(dq, params["Wg_out"].T)
+
+    def _input_backward(self, params, c, delta, dlam, grads):
+        """Add the grads of Wx_in, Wg_in and the decay parameter to `grads`; return dx."""
+        da, dg = delta * c.g, delta * c.a                                  # (B, T, N)
+        grads["Wx_in"] = _rows(c.xt).T @ _rows(da)
+        grads["Wg_in"] = _rows(c.xt).T @ _rows(dg)
+        grads[self.decay_key] = self._dnu(params, c.lam, dlam)
+        return (_mm(da, params["Wx_in"].T) + _mm(dg, params["Wg_in"].T))[..., :self.d_in]  # (B, T, d_in)
+
+    # -- the fast last-only path: h_T as a weighted sum, no scan ------------------------
+    def _forward_last_only(self, params, x, h0, has_h0, return_state, xp):
+        xt, a, g = self._input_gates(params, x, xp)                       # (B, T, N)
+        u, lam, T = a * g, self.decay(params), x.shape[1]
+        w = xp.pow(lam[None, :], _steps_to_end(xp, T, lam))                # (T, N) λ^{T−1−s}
+        h_T = xp.sum(w * u, axis=1)                                        # (B, N)
+        if h0 is not None:
+            h_T = h_T + xp.pow(lam, float(T)) * h0
+        o, q = _mm(h_T, params["Wx_out"]), _mm(h_T, params["Wg_out"])     # (B, M)
+        out = _mm(o * q, params["D"])                                      # (B, d_out)
+        cache = RNNLastCache(xt, a, g, lam, w, u, h_T, h0, o, q, has_h0, return_state)
+        return ((out, h_T) if return_state else out), cache
+
+    def _backward_last_only(self, params, c, dout):
+        B, T = c.xt.shape[:2]
+        dout, dh_T = self._split_dout(dout, c, (B, self.d_out))
+        xp = namespace(dout)
+        grads, e = self._readout_backward(params, c.h_T, c.o, c.q, dout)   # (B, N)
+        e = e if dh_T is None else e + dh_T                                # δ at step T−1
+        delta = c.w[None, ...] * e[:, None, :]                             # (B, T, N) λ^{T−1−s} δ
+        k = _steps_to_end(xp, T, c.lam)                                    # (T, 1)
+        dw = k * xp.pow(c.lam[None, :], xp.maximum(k - 1.0, 0.0))          # (T, N) dλ^k/dλ (0 at k=0)
+        dlam_h = xp.sum(dw * c.u, axis=1)                                  # (B, N) dh_T/dλ
+        if c.h0 is not None:
+            dlam_h = dlam_h + T * xp.pow(c.lam, float(T - 1)) * c.h0
+        dlam = xp.sum(e * dlam_h, axis=0)
+        dh0 = None if c.h0 is None else xp.pow(c.lam, float(T)) * e
+        dx = self._input_backward(params, c, delta, dlam, grads)
         return ((dx, dh0) if c.has_h0 else dx), grads
 
     @staticmethod
@@ -283,4 +339,5 @@ class GatedLinearRNN(Layer):
                 "h0_return_state": (rnn(), (x(), h0()), {"return_state": True}),
                 "last_only": (rnn(), x(), {"last_only": True}),
                 "last_only_h0_return_state": (rnn(recurrence="exp"), (x(), h0()),
-                                              {"last_only": True, "return_state": True})}
+                                              {"last_only": True, "return_state": True}),
+                "plain_last_only_h0": (rnn(fast=False), (x(), h0()), {"last_only": True})}
