@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from tinynim.backend import to_numpy
 from tinynim.gradcheck import numerical_grad
 from tinynim.losses import categorical_log_prob, log_softmax, mse, softmax, softmax_cross_entropy
 from tinynim.random import RNG
@@ -132,3 +133,91 @@ def test_errors(backend):
         categorical_log_prob(z, backend.asarray(np.array([0, 1])), backend.asarray(np.ones(3)))
     with pytest.raises(ValueError, match=r"mse: pred and target need the same shape \(batch, \.\.\.\), got \(2, 3\) and \(3, 2\)"):
         mse(z, backend.asarray(np.zeros((3, 2))))
+
+
+def _torch_ce(logits, labels):
+    """torch's cross-entropy value and gradient (the reference semantics), in logits' dtype."""
+    t = torch.tensor(logits, requires_grad=True)
+    ref = F.cross_entropy(t.reshape(-1, logits.shape[-1]), torch.tensor(labels).reshape(-1))
+    ref.backward()
+    return ref.item(), t.grad.numpy()
+
+
+def test_masked_logits_follow_torch(backend):
+    """−inf logits (masked classes) other than the label: a finite loss, as torch (it was
+    NaN: 0·(−inf) in the one-hot product). A −inf label logit: an infinite loss, as torch."""
+    inf = float("inf")
+    logits = np.array([[0.5, -inf, 2.0, -inf], [-inf, -inf, 1.0, -3.0], [1.0, 0.0, -inf, 0.0]])
+    labels = np.array([2, 3, 0])
+    value, dlogits = softmax_cross_entropy(backend.asarray(logits), backend.asarray(labels))
+    ref, ref_grad = _torch_ce(logits, labels)
+    assert np.isfinite(float(value)) and float(value) == pytest.approx(ref, rel=1e-14)
+    np.testing.assert_allclose(host(dlogits), ref_grad, rtol=0, atol=1e-15)
+    # by hand, row 1: log p = [−inf, −inf, −log(1 + e⁻⁴), −4 − log(1 + e⁻⁴)]; label 3
+    row1 = 4 + np.log1p(np.exp(-4))
+    row0 = np.log1p(np.exp(-1.5)) + 0.0                      # label logit 2.0 vs 0.5
+    row2 = np.log(np.exp(1.0) + 2.0) - 1.0
+    assert float(value) == pytest.approx((row0 + row1 + row2) / 3, rel=1e-14)
+    value, _ = softmax_cross_entropy(backend.asarray(logits), backend.asarray(np.array([1, 3, 0])))
+    assert float(value) == inf == _torch_ce(logits, np.array([1, 3, 0]))[0]
+    logp, d = categorical_log_prob(backend.asarray(logits), backend.asarray(labels))
+    np.testing.assert_allclose(host(logp), [-row0, -row1, -row2], rtol=1e-14)
+    assert np.all(np.isfinite(host(d)))
+
+
+def test_logits_spanning_the_float32_range():
+    """Logits ±3e38 in float32: z − max z overflows to −inf for the smallest, which then
+    counts as a masked logit. Value and gradient equal torch's float32 results, and by hand:
+    label 2 of [3e38, −3e38, 0] costs 3e38 with gradient [1, 0, −1]; label 0 costs 0.
+    NumPy (and array-api-strict, built on it) warn about that overflow: silenced here."""
+    from tinynim.backend import use_backend
+    logits = np.array([[3e38, -3e38, 0.0], [3e38, -3e38, 0.0], [-3e38, 3e38, 3e38]], dtype=np.float32)
+    labels = np.array([2, 0, 1])
+    for name in ("numpy", "torch", "array_api_strict"):
+        with use_backend(name, dtype="float32") as b, np.errstate(over="ignore"):
+            value, dlogits = softmax_cross_entropy(b.asarray(logits), b.asarray(labels))
+            assert to_numpy(value).dtype == np.float32 and to_numpy(dlogits).dtype == np.float32
+            ref, ref_grad = _torch_ce(logits, labels)
+            assert float(value) == pytest.approx(ref, rel=1e-6) and np.isfinite(float(value)), name
+            np.testing.assert_allclose(host(dlogits), ref_grad, rtol=1e-6, atol=1e-7, err_msg=name)
+            one, d_one = softmax_cross_entropy(b.asarray(logits[:1]), b.asarray(labels[:1]))
+            assert float(one) == pytest.approx(3e38, rel=1e-6)
+            np.testing.assert_array_equal(host(d_one), [[1, 0, -1]])
+            zero, d_zero = softmax_cross_entropy(b.asarray(logits[1:2]), b.asarray(labels[1:2]))
+            assert float(zero) == 0 and np.all(host(d_zero) == 0)
+
+
+def test_mse_of_an_empty_batch_is_an_error(backend):
+    """0 samples: a clear error (it was NaN with a RuntimeWarning); 0 features is fine (0)."""
+    empty = backend.asarray(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match=r"^mse: the batch is empty \(pred shape \(0, 3\)\); the mean over 0 "
+                                         r"samples is undefined$"):
+        mse(empty, empty)
+    value, d = mse(backend.asarray(np.zeros((2, 0))), backend.asarray(np.zeros((2, 0))))
+    assert float(value) == 0 and tuple(d.shape) == (2, 0)
+
+
+def test_losses_trace_under_jax_jit():
+    """The losses compile with jax.jit (no value-dependent Python branch) and give numpy's
+    values. Traced labels cannot be range-checked: one out of range gives NaN, not a silent 0."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy                                         # float32 / int32 (jax's defaults)
+    rng = RNG(3)
+    logits = rng.normal((4, 5), host=True).astype(np.float32)
+    labels = rng.integers(0, 5, (4,), host=True).astype(np.int32)
+    ce = jax.jit(softmax_cross_entropy)(jnp.asarray(logits), jnp.asarray(labels))
+    lp = jax.jit(categorical_log_prob)(jnp.asarray(logits), jnp.asarray(labels))
+    sq = jax.jit(mse)(jnp.asarray(logits), jnp.asarray(logits[::-1]))
+    for ours, ref in [(ce, softmax_cross_entropy(logits, labels)), (lp, categorical_log_prob(logits, labels)),
+                      (sq, mse(logits, logits[::-1]))]:
+        for a, b in zip(ours, ref):
+            np.testing.assert_allclose(np.asarray(a), b, rtol=1e-6, atol=1e-7)     # float32 rounding
+    bad = jnp.asarray(np.array([0, 5, 1, 2], dtype=np.int32))
+    assert np.isnan(float(jax.jit(softmax_cross_entropy)(jnp.asarray(logits), bad)[0]))
+    logp = np.asarray(jax.jit(categorical_log_prob)(jnp.asarray(logits), bad)[0])
+    assert np.isnan(logp[1]) and np.all(np.isfinite(logp[[0, 2, 3]]))
+
+
+def test_non_float_logits_are_an_error(backend):
+    with pytest.raises(ValueError, match=r"^softmax_cross_entropy: logits must be real floating, got dtype .*int64"):
+        softmax_cross_entropy(backend.asarray(np.zeros((2, 3), dtype=np.int64)), backend.asarray(np.array([0, 1])))
