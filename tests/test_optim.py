@@ -138,11 +138,13 @@ def test_schedule_values():
 def test_clip_by_global_norm(backend):
     g = {"a": backend.asarray(np.array([3.0, 0.0])), "b": backend.asarray(np.array([[4.0]]))}
     clipped, norm = clip_by_global_norm(g, 1.0)
-    assert norm == pytest.approx(5.0)
+    assert tuple(norm.shape) == () and float(norm) == pytest.approx(5.0)
     np.testing.assert_allclose(host(clipped["a"]), [0.6, 0.0], rtol=1e-15)
     np.testing.assert_allclose(host(clipped["b"]), [[0.8]], rtol=1e-15)
     same, norm = clip_by_global_norm(g, 10.0)
-    assert norm == pytest.approx(5.0) and same is g
+    assert float(norm) == pytest.approx(5.0)
+    for path, a in leaves_with_paths(same):                     # below the threshold: same values
+        assert to_numpy(a).tobytes() == to_numpy(g[path.split("/")[0]]).tobytes()
 
 
 def test_clip_elementwise(backend):
@@ -159,3 +161,96 @@ def test_bad_arguments():
         warmup_cosine(1.0, 10, 10)
     with pytest.raises(ValueError, match="linear_warmup: warmup_steps must be > 0, got 0"):
         linear_warmup(1.0, 0)
+
+
+def test_clip_order_element_wise_then_global_norm(backend):
+    """Issue 19's pin: element-wise first, then global norm (the docstring's order).
+    SGD(lr=1) from 0 makes the update −clip(g). By hand:
+    g = [3, 0.1, −0.2], clip_value 0.5 → [0.5, 0.1, −0.2], norm √0.3 ≈ 0.548 < 1: update
+    [−0.5, −0.1, 0.2] (the swapped order gives [−0.5, −0.033, 0.066]);
+    g = [3, 2, −2], clip_value 0.5 → [0.5, 0.5, −0.5], norm √0.75 > 0.5: × 0.5/√0.75."""
+    zero = {"w": backend.asarray(np.zeros(3))}
+    opt = SGD(1.0, clip_norm=1.0, clip_value=0.5)
+    new, _ = opt.update({"w": backend.asarray(np.array([3.0, 0.1, -0.2]))}, opt.init(zero), zero)
+    np.testing.assert_array_equal(host(new["w"]), [-0.5, -0.1, 0.2])
+    opt = SGD(1.0, clip_norm=0.5, clip_value=0.5)
+    new, _ = opt.update({"w": backend.asarray(np.array([3.0, 2.0, -2.0]))}, opt.init(zero), zero)
+    c = 0.5 * 0.5 / math.sqrt(0.75)
+    np.testing.assert_allclose(host(new["w"]), [-c, -c, c], rtol=1e-15)
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(0.1, 0.9), lambda: Adam(0.1)], ids=["SGD", "Adam"])
+def test_gradient_must_match_the_parameter(backend, make):
+    """A (16,) gradient for a (16, 16) parameter was broadcast into it; a float32 gradient
+    would mix dtypes. Both are errors naming the optimiser, the path and both shapes/dtypes."""
+    opt = make()
+    name = type(opt).__name__
+    params = {"lin": {"W": backend.asarray(np.ones((16, 16))), "b": backend.asarray(np.ones((16, 16)))}}
+    state = opt.init(params)
+    dt = backend.asarray(np.ones(1)).dtype
+    bad = {"lin": {"W": backend.asarray(np.ones((16, 16))), "b": backend.asarray(np.ones(16))}}
+    with pytest.raises(ValueError, match=rf"^{name}\.update: the gradient of lin/b has shape \(16,\) and dtype "
+                                         rf"{dt}, but the parameter has shape \(16, 16\) and dtype {dt}$"):
+        opt.update(bad, state, params)
+    bad = {"lin": {"W": backend.asarray(np.ones((16, 16)), "float32"), "b": params["lin"]["b"]}}
+    with pytest.raises(ValueError, match=rf"^{name}\.update: the gradient of lin/W has shape \(16, 16\) and "
+                                         r"dtype \S*float32, but the parameter has shape \(16, 16\) and dtype \S*float64$"):
+        opt.update(bad, state, params)
+    with pytest.raises(ValueError, match=rf"^{name}\.update: gradient and parameter trees differ: only in the "
+                                         r"gradient \['lin/c'\], only in the parameters \['lin/b'\]$"):
+        opt.update({"lin": {"W": params["lin"]["W"], "c": params["lin"]["b"]}}, state, params)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Adam(0.1, b1=1.0), r"Adam: b1 must lie in \[0, 1\), got 1.0"),
+    (lambda: Adam(0.1, b2=1.0), r"Adam: b2 must lie in \[0, 1\), got 1.0"),
+    (lambda: Adam(0.1, b1=-0.1), r"Adam: b1 must lie in \[0, 1\), got -0.1"),
+    (lambda: Adam(-0.1), r"Adam: lr must be a finite number >= 0 or a schedule step -> lr, got -0.1"),
+    (lambda: SGD(float("nan")), r"SGD: lr must be a finite number >= 0 or a schedule step -> lr, got nan"),
+    (lambda: SGD("0.1"), r"SGD: lr must be a finite number >= 0 or a schedule step -> lr, got '0.1'"),
+    (lambda: Adam(0.1, eps=0.0), r"Adam: eps must be a finite number > 0, got 0.0"),
+    (lambda: Adam(0.1, eps=-1e-8), r"Adam: eps must be a finite number > 0, got -1e-08"),
+    (lambda: Adam(0.1, weight_decay=-0.01), r"Adam: weight_decay must be a finite number >= 0, got -0.01"),
+    (lambda: SGD(0.1, momentum=-0.5), r"SGD: momentum must be a finite number >= 0, got -0.5"),
+    (lambda: SGD(0.1, clip_norm=0), r"SGD: clip_norm must be a finite number > 0 or None, got 0"),
+    (lambda: Adam(0.1, clip_value=float("inf")), r"Adam: clip_value must be a finite number > 0 or None, got inf"),
+    (lambda: warmup_cosine(-1.0, 1, 10), r"warmup_cosine: peak_lr must be a finite number >= 0, got -1.0"),
+    (lambda: cosine(1.0, 10, final_lr=-0.1), r"warmup_cosine: final_lr must be a finite number >= 0, got -0.1"),
+    (lambda: linear_warmup(float("inf"), 3), r"linear_warmup: peak_lr must be a finite number >= 0, got inf"),
+])
+def test_invalid_hyperparameters_fail_at_construction(make, message):
+    """Adam(b1=1) / Adam(b2=1) divided by a zero bias correction (NaN); the others are
+    invalid in torch.optim too, or meaningless (a negative lr ascends)."""
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        make()
+
+
+def test_schedules_reject_negative_steps_and_bad_values():
+    for name, s in [("warmup_cosine", warmup_cosine(1.0, 2, 10)), ("warmup_cosine", cosine(1.0, 10)),
+                    ("linear_warmup", linear_warmup(1.0, 3))]:
+        with pytest.raises(ValueError, match=rf"^{name}: step \(the number of updates done\) must be >= 0, got -1$"):
+            s(-1)
+    params = {"w": np.zeros(2)}
+    opt = SGD(lambda step: 0.1 - 0.1 * step)                    # negative from step 2 on
+    state = opt.init(params)
+    for _ in range(2):
+        params, state = opt.update({"w": np.ones(2)}, state, params)
+    with pytest.raises(ValueError, match=r"^SGD: the schedule must give a finite lr >= 0, at step 2 it gave, got -0\.1"):
+        opt.update({"w": np.ones(2)}, state, params)
+
+
+def test_updates_trace_under_jax_jit():
+    """SGD and Adam updates with both clippings compile with jax.jit (the step is a Python
+    int, closed over) and equal numpy's updates to float32 rounding."""
+    jax = pytest.importorskip("jax")
+    rng = np.random.default_rng(0)
+    p = {"W": rng.standard_normal((3, 4)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32)}
+    g = {k: (5 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in p.items()}
+    for opt in (SGD(0.1, 0.9, clip_norm=1.0, clip_value=2.0), Adam(0.01, weight_decay=0.1, clip_norm=1.0, clip_value=2.0)):
+        state = opt.update(g, opt.init(p), p)[1]                          # step 1, non-zero moments
+        arrays = {k: v for k, v in state.items() if k != "step"}
+        jitted = jax.jit(lambda g, arrays, p: opt.update(g, {"step": 1, **arrays}, p)[0])
+        ours = jitted(*(tree_map(jax.numpy.asarray, t) for t in (g, arrays, p)))
+        ref = opt.update(g, state, p)[0]
+        for k in p:
+            np.testing.assert_allclose(np.asarray(ours[k]), ref[k], rtol=1e-5, atol=1e-6, err_msg=type(opt).__name__)

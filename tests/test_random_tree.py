@@ -117,6 +117,22 @@ def test_seeds_and_spawn(f64):
     assert np.array_equal(host(as_rng(7).normal(3)), host(RNG(7).normal(3)))
 
 
+def test_continuous_draws_refuse_non_float_dtypes(backend):
+    """RNG(0).normal(3, dtype='int32') returned zeros (draws truncated): now a ValueError
+    naming the method, raised before drawing (the stream does not move)."""
+    rng = RNG(0)
+    for method, call in [("normal", lambda d: rng.normal(3, dtype=d)),
+                         ("truncated_normal", lambda d: rng.truncated_normal(3, dtype=d)),
+                         ("uniform", lambda d: rng.uniform(3, dtype=d)),
+                         ("orthogonal", lambda d: rng.orthogonal(3, dtype=d))]:
+        for bad in ("int32", "int64", "bool", "complex128", "float16"):
+            with pytest.raises(ValueError, match=rf"^RNG\.{method}: dtype must be a floating dtype "
+                                                 rf"\(float32, float64; default: the backend's\), got '{bad}'$"):
+                call(bad)
+    np.testing.assert_array_equal(host(rng.normal(3, dtype="float32")), host(RNG(0).normal(3, dtype="float32")))
+    assert rng.uniform(2, dtype="float64").dtype == backend.xp.float64
+
+
 # -- parameter trees -----------------------------------------------------------------------------
 
 def _tree(rng):

@@ -176,3 +176,46 @@ def test_resume_with_another_model_or_optimizer_is_an_error(f64, tmp_path):
                                               r"differing leaves \(path, shape\): \[\('m/lin/W', \(3, 2\)\)"):
         fit(loss_and_grads, params, SGD(0.01, 0.9), steps=4, data=data, log=None, checkpoint_path=tmp_path / "ck",
             resume=True)
+
+
+def test_float64_data_with_float32_params_is_an_error_not_a_promotion(f64):
+    """NumPy promoted params and optimiser state to float64 (each step then ran in float64)
+    silently. The optimiser now names the leaf and both dtypes at the first update. (On
+    torch the forward's matmul already refuses mixed dtypes.)"""
+    backend = f64
+    params, data, loss_and_grads = _problem()
+    params32 = tree_map(lambda a: backend.asarray(host(a), "float32"), params)
+    dt64, dt32 = backend.asarray(np.ones(1)).dtype, params32["lin"]["W"].dtype
+    with pytest.raises(ValueError, match=rf"^Adam\.update: the gradient of lin/W has shape \(3, 2\) and dtype "
+                                         rf"{dt64}, but the parameter has shape \(3, 2\) and dtype {dt32}$"):
+        fit(loss_and_grads, params32, Adam(0.01), steps=3, data=data, log=None)
+    data32 = lambda step: tuple(backend.asarray(host(a), "float32") for a in data(step))
+    out, _ = fit(loss_and_grads, params32, Adam(0.01), steps=3, data=data32, log=None)
+    assert out["lin"]["W"].dtype == dt32                                   # matching dtypes: fine
+
+
+def test_a_last_update_to_non_finite_params_is_caught(backend):
+    """The loss and gradients of the last step are finite (gradient entries 1e308), but its
+    update overflows (lr 10: 1e309 = inf): no later step would notice, so fit checks the
+    params after the last update, before saving them. (NumPy's overflow warning is
+    silenced: the overflow is the point.)"""
+    params, data, loss_and_grads = _problem()
+
+    def last_step_huge(p, batch, step):
+        loss, grads = loss_and_grads(p, batch, step)
+        return loss, tree_map(lambda g: 0 * g + 1e308, grads) if step == 4 else grads
+    opt = SGD(lambda step: 1e-3 if step < 4 else 10.0)
+    with np.errstate(over="ignore"), pytest.raises(NonFiniteError, match=r"^step 4: the last update made non-finite parameters in "
+                                             r"lin/W, lin/b \(loss \d\.\d+\)$") as err:
+        fit(last_step_huge, params, opt, steps=5, data=data, log=None)
+    assert err.value.step == 4 and err.value.paths == ["lin/W", "lin/b"]
+
+
+def test_resuming_a_checkpoint_beyond_steps_is_an_error(f64, tmp_path):
+    """A step-40 checkpoint resumed with steps=20 returned the step-40 params silently."""
+    params, data, loss_and_grads = _problem()
+    fit(loss_and_grads, params, Adam(0.01), steps=40, data=data, log=None, checkpoint_path=tmp_path / "ck")
+    with pytest.raises(ValueError, match=rf"^fit: the checkpoint {tmp_path / 'ck'} is at step 40, beyond "
+                                         r"steps=20; ask for steps >= 40, or use another checkpoint_path$"):
+        fit(loss_and_grads, params, Adam(0.01), steps=20, data=data, log=None, checkpoint_path=tmp_path / "ck",
+            resume=True)

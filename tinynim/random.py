@@ -14,15 +14,27 @@ import numpy as np
 from tinynim.backend import resolve
 
 
+FLOATS = ("float32", "float64")
+
+
 def _shape(shape):
     return (shape,) if isinstance(shape, int) else tuple(shape)
+
+
+def _float_dtype(who, dtype):
+    """Continuous draws need a floating dtype: an integer one would truncate them (to zeros).
+    Checked before drawing, so a refused call leaves the stream where it was."""
+    if dtype is not None and str(dtype).replace("torch.", "") not in FLOATS:
+        raise ValueError(f"RNG.{who}: dtype must be a floating dtype ({', '.join(FLOATS)}; "
+                         f"default: the backend's), got {dtype!r}")
 
 
 class RNG:
     """A host random stream whose draws land on the active (or a named) backend.
 
-    Every method takes keyword ``dtype`` (a name, default the backend's float dtype) and
-    ``backend`` (a name or adapter, default the active one). ``host=True`` returns numpy.
+    Continuous draws take keyword ``dtype`` (float32 or float64, default the backend's float
+    dtype; any other is a ValueError), and every method ``backend`` (a name or adapter,
+    default the active one). ``host=True`` returns numpy (float64 for continuous draws).
     """
 
     def __init__(self, seed=0):
@@ -37,10 +49,12 @@ class RNG:
         return a if host else resolve(backend).asarray(a, dtype)
 
     def normal(self, shape, std=1.0, mean=0.0, *, dtype=None, backend=None, host=False):
+        _float_dtype("normal", dtype)
         return self._out(self.np.normal(mean, std, _shape(shape)), dtype, backend, host)
 
     def truncated_normal(self, shape, std=1.0, *, dtype=None, backend=None, host=False):
         """N(0, std²) truncated to ±2 std (redrawn, not clipped), as Haiku's initialisers."""
+        _float_dtype("truncated_normal", dtype)
         z = self.np.standard_normal(_shape(shape))
         bad = np.abs(z) > 2
         while bad.any():
@@ -49,6 +63,7 @@ class RNG:
         return self._out(std * z, dtype, backend, host)
 
     def uniform(self, shape, low=0.0, high=1.0, *, dtype=None, backend=None, host=False):
+        _float_dtype("uniform", dtype)
         return self._out(self.np.uniform(low, high, _shape(shape)), dtype, backend, host)
 
     def integers(self, low, high, shape, *, backend=None, host=False):
@@ -64,6 +79,7 @@ class RNG:
 
     def orthogonal(self, n: int, *, batch=(), dtype=None, backend=None, host=False):
         """Haar-distributed orthogonal n×n matrices (QR of a Gaussian with sign fix)."""
+        _float_dtype("orthogonal", dtype)
         q, r = np.linalg.qr(self.np.standard_normal(_shape(batch) + (n, n)))
         q = q * np.sign(np.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
         return self._out(q, dtype, backend, host)

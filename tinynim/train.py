@@ -17,11 +17,15 @@ updates, and applies update s. Every `log_every` steps one line goes to `log`::
 and, when ``eval_fn(params, n_done) -> dict`` runs every `eval_every` steps, "eval_step"
 plus one list per metric (appended to that step's log line, if it has one). A non-finite
 loss or gradient stops the run with :class:`NonFiniteError` naming the step and the
-offending leaves, before the update that would spread it.
+offending leaves, before the update that would spread it; after the last update the
+parameters themselves are checked (no later step would notice). The optimiser refuses
+gradients whose shape or dtype differ from their parameter's (float64 data with float32
+params is an error naming the leaf and both dtypes, not a silent promotion to float64).
 
 With `checkpoint_path`, params, optimiser state, step and history are saved every
 `checkpoint_every` steps and at the end; ``resume=True`` continues from that checkpoint
-when it exists (with a batch source keyed by step, 2×50 resumed steps = 100 straight).
+when it exists (with a batch source keyed by step, 2×50 resumed steps = 100 straight); a
+checkpoint beyond `steps` is an error, not a silent return of its later parameters.
 """
 from __future__ import annotations
 
@@ -51,17 +55,21 @@ def check_finite(loss: float, grads, step: int):
     """Raise :class:`NonFiniteError` if `loss` or any gradient entry is NaN or ±inf."""
     if not math.isfinite(loss):
         raise NonFiniteError(f"step {step}: the loss is non-finite ({loss})", step)
-    finite = [(p, _all_finite(g)) for p, g in leaves_with_paths(grads)]
-    if bool(functools.reduce(operator.and_, [ok for _, ok in finite], True)):    # one device sync
-        return
-    bad = [p for p, ok in finite if not bool(ok)]
-    raise NonFiniteError(f"step {step}: non-finite gradient in {', '.join(bad)} (loss {loss:.4g})",
-                         step, bad)
+    bad = _non_finite_paths(grads)
+    if bad:
+        raise NonFiniteError(f"step {step}: non-finite gradient in {', '.join(bad)} (loss {loss:.4g})",
+                             step, bad)
 
 
-def _all_finite(g):
-    xp = namespace(g)
-    return xp.all(xp.isfinite(g))                                    # 0-d bool array
+def _non_finite_paths(tree) -> list:
+    """Paths of the leaves of `tree` holding a NaN or ±inf (one device sync when there are none)."""
+    finite = []
+    for path, a in leaves_with_paths(tree):
+        xp = namespace(a)
+        finite.append((path, xp.all(xp.isfinite(a))))                 # 0-d bool arrays
+    if bool(functools.reduce(operator.and_, [ok for _, ok in finite], True)):
+        return []
+    return [p for p, ok in finite if not bool(ok)]
 
 
 def _like(template, saved, what, path):
@@ -113,6 +121,9 @@ def fit(loss_and_grads, params, optimizer, *, steps, data=None, log_every=100, l
     state, start = optimizer.init(params), 0
     if resume and checkpoint_path is not None and checkpoint.exists(checkpoint_path):
         params, state, start, history = _resume(checkpoint_path, params, optimizer)
+        if start > steps:
+            raise ValueError(f"fit: the checkpoint {checkpoint_path} is at step {start}, beyond steps={steps}; "
+                             f"ask for steps >= {start}, or use another checkpoint_path")
     t0 = time.perf_counter() - (history["time"][-1] if history["time"] else 0.0)
     window, t_window, eval_time = [], time.perf_counter(), 0.0
     for step in range(start, steps):
@@ -122,6 +133,11 @@ def fit(loss_and_grads, params, optimizer, *, steps, data=None, log_every=100, l
         check_finite(loss, grads, step)
         params, state = optimizer.update(grads, state, params)
         done = step + 1
+        if done == steps:                  # earlier updates are checked by the next step's guard
+            bad = _non_finite_paths(params)
+            if bad:
+                raise NonFiniteError(f"step {step}: the last update made non-finite parameters in "
+                                     f"{', '.join(bad)} (loss {loss:.4g})", step, bad)
         history["step"].append(step)
         history["loss"].append(loss)
         history["time"].append(time.perf_counter() - t0)
