@@ -33,14 +33,24 @@ class BackendError(RuntimeError):
     """An unknown, uninstalled or unusable backend, device or dtype."""
 
 
+def named(what: str, value, sources=None) -> str:
+    """A setting as an error message names it, by where it came from: its environment
+    variable (``TINYNIM_DEVICE='cuda:0'``), or the argument that passed it
+    (``device 'cuda:0' (use_backend argument)``). `sources` maps a setting ("backend",
+    "device", "dtype") to a phrase for the argument; settings not in it came from the
+    environment."""
+    source = (sources or {}).get(what)
+    return f"TINYNIM_{what.upper()}={value!r}" if source is None else f"{what} {value!r} ({source})"
+
+
 class Adapter:
     """Common behaviour; subclasses set `name`, `xp`, `device` and the conversions."""
 
     name = "?"
 
-    def __init__(self, xp, device, dtype):
+    def __init__(self, xp, device, dtype, sources=None):
         if dtype not in DTYPES:
-            raise BackendError(f"TINYNIM_DTYPE={dtype!r} is not supported; valid values: {', '.join(DTYPES)}")
+            raise BackendError(f"{named('dtype', dtype, sources)} is not supported; valid values: {', '.join(DTYPES)}")
         self.xp, self.device, self.dtype = xp, device, dtype
 
     def __repr__(self):
@@ -71,13 +81,14 @@ class Adapter:
         return None
 
 
-def load(name: str, device=None, dtype: str = "float32") -> Adapter:
-    """Build the adapter for `name`; a clear :class:`BackendError` if that cannot be done."""
+def load(name: str, device=None, dtype: str = "float32", sources=None) -> Adapter:
+    """Build the adapter for `name`; a clear :class:`BackendError` if that cannot be done,
+    naming each bad setting by its source (see :func:`named`; default: the environment)."""
     if name not in NAMES:
         raise BackendError(
-            f"unknown backend TINYNIM_BACKEND={name!r}; valid values: {', '.join(NAMES)}")
+            f"unknown backend: {named('backend', name, sources)}; valid values: {', '.join(NAMES)}")
     module = importlib.import_module(f"backends.{name}")
-    return module.make(device=device, dtype=dtype)
+    return module.make(device=device, dtype=dtype, sources=sources)
 
 
 def missing(name: str, err: Exception) -> BackendError:

@@ -4,7 +4,7 @@ The test suite runs on it to prove that tinynim's compute code uses only the Arr
 """
 import numpy as np
 
-from backends import Adapter, BackendError, missing
+from backends import Adapter, BackendError, missing, named
 
 
 class StrictAdapter(Adapter):
@@ -14,12 +14,12 @@ class StrictAdapter(Adapter):
         return np.from_dlpack(x)
 
 
-def make(device=None, dtype="float32"):
+def make(device=None, dtype="float32", sources=None):
     try:
         import array_api_strict as xp
     except ImportError as err:
         raise missing("array_api_strict", err) from err
     if device not in (None, "cpu"):
         raise BackendError(
-            f"backend 'array_api_strict' runs on device 'cpu' only, got TINYNIM_DEVICE={device!r}")
-    return StrictAdapter(xp, xp.Device("CPU_DEVICE"), dtype)
+            f"backend 'array_api_strict' runs on device 'cpu' only, got {named('device', device, sources)}")
+    return StrictAdapter(xp, xp.Device("CPU_DEVICE"), dtype, sources)

@@ -1,5 +1,5 @@
 """CuPy adapter (NVIDIA GPUs)."""
-from backends import Adapter, BackendError, missing
+from backends import Adapter, BackendError, missing, named
 
 
 class CupyAdapter(Adapter):
@@ -16,7 +16,7 @@ class CupyAdapter(Adapter):
         self._cupy.cuda.Device(self.device).synchronize()
 
 
-def make(device=None, dtype="float32"):
+def make(device=None, dtype="float32", sources=None):
     try:
         import cupy
         from array_api_compat import cupy as xp
@@ -25,7 +25,7 @@ def make(device=None, dtype="float32"):
     index = 0
     if device not in (None, "cuda"):
         if not str(device).startswith("cuda:") or not str(device)[5:].isdigit():
-            raise BackendError(f"backend 'cupy' needs TINYNIM_DEVICE like 'cuda:0', got {device!r}")
+            raise BackendError(f"backend 'cupy' needs a device like 'cuda:0', got {named('device', device, sources)}")
         index = int(str(device)[5:])
     try:
         n = cupy.cuda.runtime.getDeviceCount()
@@ -33,6 +33,6 @@ def make(device=None, dtype="float32"):
         raise BackendError(f"backend 'cupy' is installed but no CUDA GPU is usable: {err}") from err
     if index >= n:
         raise BackendError(f"backend 'cupy': device cuda:{index} requested but {n} GPU(s) found")
-    adapter = CupyAdapter(xp, index, dtype)
+    adapter = CupyAdapter(xp, index, dtype, sources)
     adapter._cupy = cupy
     return adapter

@@ -20,6 +20,57 @@ def test_unknown_backend_names_it_and_lists_valid_ones():
         assert name in str(err.value)
 
 
+def _enter(*args, **kwargs):
+    with use_backend(*args, **kwargs):
+        pass
+
+
+def test_errors_name_the_argument_or_the_variable_the_value_came_from(monkeypatch):
+    """use_backend('NumPy') blamed TINYNIM_BACKEND, which was not even set. Each bad setting
+    is now named by its source: the use_backend / backend= argument, or the variable."""
+    from tinynim.backend import resolve
+    for var in ("TINYNIM_BACKEND", "TINYNIM_DEVICE", "TINYNIM_DTYPE"):
+        monkeypatch.delenv(var, raising=False)
+    valid = ", ".join(NAMES)
+    cases = [(lambda: _enter("NumPy"),
+              rf"unknown backend: backend 'NumPy' \(use_backend argument\); valid values: {valid}"),
+             (lambda: _enter("numpy", device="cuda:0"),
+              r"backend 'numpy' runs on device 'cpu' only, got device 'cuda:0' \(use_backend argument\)"),
+             (lambda: _enter("array_api_strict", dtype="int8"),
+              r"dtype 'int8' \(use_backend argument\) is not supported; valid values: float32, float64"),
+             (lambda: resolve("Torch"), rf"unknown backend: backend 'Torch' \(backend= argument\); valid values: {valid}")]
+    for make, message in cases:
+        with pytest.raises(tinynim.BackendError, match=f"^{message}$") as err:
+            make()
+        assert "TINYNIM_" not in str(err.value)
+    monkeypatch.setenv("TINYNIM_DTYPE", "int8")                    # the dtype comes from the environment
+    with pytest.raises(tinynim.BackendError, match=r"^TINYNIM_DTYPE='int8' is not supported"):
+        _enter("numpy")
+    monkeypatch.delenv("TINYNIM_DTYPE")
+    monkeypatch.setenv("TINYNIM_BACKEND", "numpy")
+    monkeypatch.setenv("TINYNIM_DEVICE", "cuda:0")
+    with pytest.raises(tinynim.BackendError, match=r"^backend 'numpy' runs on device 'cpu' only, got TINYNIM_DEVICE='cuda:0'$"):
+        get_backend()
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+def test_torch_devices_that_cannot_compute_are_refused():
+    """'meta' holds no data; 'mps' needs Apple silicon; a device type torch was not built for
+    fails a one-element probe. Each is a BackendError when the backend is made, not an error
+    per layer later."""
+    import torch
+    with pytest.raises(tinynim.BackendError, match=r"^device 'meta' \(use_backend argument\): torch's 'meta' "
+                                                   r"device holds no data"):
+        _enter("torch", device="meta")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(tinynim.BackendError, match=r"^device 'mps' \(use_backend argument\) asks for Apple's MPS"):
+            _enter("torch", device="mps")
+    if not torch.xpu.is_available():
+        with pytest.raises(tinynim.BackendError, match=r"^device 'xpu' \(use_backend argument\) is not usable by "
+                                                       r"torch \S+: \S.*$"):
+            _enter("torch", device="xpu")
+
+
 def test_unknown_backend_from_environment(monkeypatch):
     monkeypatch.setenv("TINYNIM_BACKEND", "nope")
     with pytest.raises(tinynim.BackendError, match="'nope'"):
@@ -47,7 +98,8 @@ def test_torch_cuda_without_gpu_is_a_clear_error():
     import torch
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the error path cannot be reached")
-    with pytest.raises(tinynim.BackendError, match=r"'cuda:0' asks for CUDA but torch .* sees no GPU"):
+    with pytest.raises(tinynim.BackendError, match=r"device 'cuda:0' \(use_backend argument\) asks for CUDA but "
+                                                   r"torch .* sees no GPU"):
         with use_backend("torch", device="cuda:0"):
             pass
 

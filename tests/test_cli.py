@@ -14,9 +14,10 @@ from tinynim.backend import available
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*args, backend="numpy", code=None):
-    """Run ``python -m tinynim ARGS`` (or ``python -c CODE``) with a clean TINYNIM_* environment."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYNIM_")}
+def run(*args, backend="numpy", code=None, env=None):
+    """Run ``python -m tinynim ARGS`` (or ``python -c CODE``) with a clean TINYNIM_* environment
+    (plus `env`)."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TINYNIM_")}, **(env or {})}
     env["TINYNIM_BACKEND"] = backend
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "tinynim", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
@@ -121,3 +122,18 @@ def test_unknown_include_module_is_one_line_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.strip() == "tinynim check: cannot import --include module: No module named 'no_such_module_xyz'"
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("device", ["meta", "mps"])
+def test_unusable_torch_device_is_one_clear_error_not_one_per_layer(device):
+    """TINYNIM_DEVICE=meta|mps with torch (no MPS here): exit 2 with the one-line error naming
+    the variable (plus the usual list of backends); it was exit 1 with an error per layer."""
+    torch = pytest.importorskip("torch")
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS: the error path cannot be reached")
+    proc = run("check", backend="torch", env={"TINYNIM_DEVICE": device})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    error, backends_line = proc.stderr.splitlines()
+    assert error.startswith(f"tinynim: TINYNIM_DEVICE='{device}'"), error
+    assert backends_line.startswith("valid backends: ")

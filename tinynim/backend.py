@@ -6,7 +6,8 @@
 
 Only *creation* (``init``, data, ``asarray``) consults the active backend; compute code
 follows its inputs through ``array_namespace``. A bad value is a :class:`BackendError`
-that names it, lists the valid values and says what to install: never a silent fallback.
+that names it by its source (the environment variable, or the ``use_backend``/``backend=``
+argument), lists the valid values and says what to install: never a silent fallback.
 """
 from __future__ import annotations
 
@@ -49,7 +50,9 @@ def use_backend(name: str, device=None, dtype: str | None = None):
     ...     get_backend().dtype
     'float64'
     """
-    adapter = backends.load(name, device=device, dtype=dtype or _default_dtype())
+    given = {"backend": name, "device": device, "dtype": dtype}
+    sources = {what: "use_backend argument" for what, value in given.items() if value is not None}
+    adapter = backends.load(name, device=device, dtype=dtype or _default_dtype(), sources=sources)
     _stack.append(adapter)
     try:
         yield adapter
@@ -63,7 +66,7 @@ def resolve(backend=None) -> backends.Adapter:
         return get_backend()
     if isinstance(backend, backends.Adapter):
         return backend
-    return backends.load(backend, dtype=_default_dtype())
+    return backends.load(backend, dtype=_default_dtype(), sources={"backend": "backend= argument"})
 
 
 def _default_dtype() -> str:
