@@ -170,10 +170,11 @@ def test_resume_with_another_model_or_optimizer_is_an_error(f64, tmp_path):
     fit(loss_and_grads, params, Adam(0.01), steps=2, data=data, log=None, checkpoint_path=tmp_path / "ck")
     wider = {"lin": {"W": RNG(0).normal((4, 2)), "b": params["lin"]["b"]}}
     with pytest.raises(CheckpointError, match=r"ck: the saved params does not match the given one; "
-                                              r"differing leaves \(path, shape\): \[\('lin/W', \(3, 2\)\), \('lin/W', \(4, 2\)\)\]"):
+                                              r"differing leaves \(path, shape, dtype\): \[\('lin/W', \(3, 2\), 'float64'\), "
+                                              r"\('lin/W', \(4, 2\), 'float64'\)\]"):
         fit(loss_and_grads, wider, Adam(0.01), steps=4, data=data, log=None, checkpoint_path=tmp_path / "ck", resume=True)
     with pytest.raises(CheckpointError, match=r"the saved optimiser state does not match the given one; "
-                                              r"differing leaves \(path, shape\): \[\('m/lin/W', \(3, 2\)\)"):
+                                              r"differing leaves \(path, shape, dtype\): \[\('m/lin/W', \(3, 2\), 'float64'\)"):
         fit(loss_and_grads, params, SGD(0.01, 0.9), steps=4, data=data, log=None, checkpoint_path=tmp_path / "ck",
             resume=True)
 
@@ -218,4 +219,23 @@ def test_resuming_a_checkpoint_beyond_steps_is_an_error(f64, tmp_path):
     with pytest.raises(ValueError, match=rf"^fit: the checkpoint {tmp_path / 'ck'} is at step 40, beyond "
                                          r"steps=20; ask for steps >= 40, or use another checkpoint_path$"):
         fit(loss_and_grads, params, Adam(0.01), steps=20, data=data, log=None, checkpoint_path=tmp_path / "ck",
+            resume=True)
+
+
+def test_resume_refuses_another_dtype_or_a_foreign_checkpoint(backend, tmp_path):
+    """A float64 checkpoint resumed into float32 params was cast silently (no bit-exact
+    resume); a checkpoint not written by fit raised a bare KeyError."""
+    params, data, loss_and_grads = _problem()
+    fit(loss_and_grads, params, Adam(0.01), steps=2, data=data, log=None, checkpoint_path=tmp_path / "ck")
+    params32 = tree_map(lambda a: backend.asarray(host(a), "float32"), params)
+    with pytest.raises(CheckpointError, match=r"the saved params does not match the given one; differing leaves "
+                                              r"\(path, shape, dtype\): \[\('lin/W', \(3, 2\), 'float32'\), "
+                                              r"\('lin/W', \(3, 2\), 'float64'\)"):
+        fit(loss_and_grads, params32, Adam(0.01), steps=4, data=data, log=None, checkpoint_path=tmp_path / "ck",
+            resume=True)
+    from tinynim.checkpoint import save
+    save(tmp_path / "other", {"params": params}, metadata={"step": 1})
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {tmp_path / 'other'}: not written by fit, it lacks "
+                                              r"opt_state, metadata history$"):
+        fit(loss_and_grads, params, Adam(0.01), steps=4, data=data, log=None, checkpoint_path=tmp_path / "other",
             resume=True)

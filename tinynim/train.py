@@ -73,13 +73,15 @@ def _non_finite_paths(tree) -> list:
 
 
 def _like(template, saved, what, path):
-    """Put the loaded tree `saved` in the namespace, dtype and device of `template`."""
-    def shapes(tree):
-        return {(p, tuple(a.shape)) for p, a in leaves_with_paths(tree) if hasattr(a, "shape")}
-    diff = sorted(shapes(template) ^ shapes(saved))
+    """Put the loaded tree `saved` (same paths, shapes and dtypes: no silent cast) in the
+    namespace and device of `template`."""
+    def specs(tree):
+        return {(p, tuple(a.shape), str(a.dtype).rsplit(".", 1)[-1])      # "torch.float32" -> "float32"
+                for p, a in leaves_with_paths(tree) if hasattr(a, "shape")}
+    diff = sorted(specs(template) ^ specs(saved))
     if diff:
         raise checkpoint.CheckpointError(f"checkpoint {path}: the saved {what} does not match the "
-                                         f"given one; differing leaves (path, shape): {diff}")
+                                         f"given one; differing leaves (path, shape, dtype): {diff}")
 
     def convert(ref, value):
         if not hasattr(ref, "shape"):
@@ -90,6 +92,10 @@ def _like(template, saved, what, path):
 
 def _resume(path, params, optimizer):
     tree, meta = checkpoint.load(path, backend="numpy")
+    missing = [k for k in ("params", "opt_state") if not (isinstance(tree, dict) and k in tree)]
+    missing += [f"metadata {k}" for k in ("step", "history") if not (isinstance(meta, dict) and k in meta)]
+    if missing:
+        raise checkpoint.CheckpointError(f"checkpoint {path}: not written by fit, it lacks {', '.join(missing)}")
     params = _like(params, tree["params"], "params", path)
     state = _like(optimizer.init(params), tree["opt_state"], "optimiser state", path)
     return params, state, meta["step"], meta["history"]
