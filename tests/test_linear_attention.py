@@ -73,7 +73,7 @@ def test_lsa_matches_textbook_formula(backend, c, data):
 @given(D=st.integers(1, 4), H=st.integers(1, 3), k=st.integers(1, 5), T=st.integers(2, 6),
        causal=st.booleans(), seed=st.integers(0, 2**16))
 def test_merged_equals_full(f64, D, H, k, T, causal, seed):
-    """P = Wv Wp and Q = Wq Wkᵀ make the merged form compute the same layer (spec §1.2)."""
+    """P = Wv Wp and Q = Wq Wkᵀ make the merged form compute the same layer (arXiv:2212.07677)."""
     rng = RNG(seed)
     full = LinearSelfAttention(D, H, k, causal=causal, form="full")
     merged = LinearSelfAttention(D, H, causal=causal, form="merged")

@@ -190,44 +190,6 @@ class LSACache(NamedTuple):
     attend: AttendCache
 
 
-# -- the fast path's attention core -------------------------------------------------------
-
-def attend(q, k, v, mask=None):
-    """y = ((q kᵀ) ⊙ mask) v, without a mask reassociated as q (kᵀ v) when that is cheaper.
-
-    q (..., T, dk), k (..., n, dk), v (..., n, dv), mask (T, n) or None -> y (..., T, dv).
-    Leading dims broadcast (e.g. k, v shared by all heads). Returns (y, cache).
-    """
-    (T, dk), (n, dv) = q.shape[-2:], v.shape[-2:]
-    if mask is None and (n + T) * dk * dv <= T * n * (dk + dv):
-        S = k.mT @ v                                   # (..., dk, dv)
-        return q @ S, AttendCache(q, k, v, S, None, True)
-    A = q @ k.mT                                       # (..., T, n)
-    if mask is not None:
-        A = A * mask
-    return A @ v, AttendCache(q, k, v, A, mask, False)
-
-
-def attend_backward(cache, dy):
-    """(dq, dk, dv) of :func:`attend`; dk, dv are summed down to k's and v's broadcast shape."""
-    q, k, v, SA, mask, via_S = cache
-    xp = array_api_compat.array_namespace(dy)
-    if via_S:
-        dq = dy @ SA.mT                                # (..., T, dk)
-        dS = _sum_to(xp, q.mT @ dy, SA.shape)          # (..., dk, dv)
-        return dq, v @ dS.mT, k @ dS
-    dA = dy @ v.mT                                     # (..., T, n)
-    if mask is not None:
-        dA = dA * mask
-    return dA @ k, _sum_to(xp, dA.mT @ q, k.shape), _sum_to(xp, SA.mT @ dy, v.shape)
-
-
-def _sum_to(xp, a, shape):
-    """Sum the broadcast dims of `a` back to `shape` (same rank)."""
-    axes = tuple(i for i, (m, n) in enumerate(zip(a.shape, shape)) if n == 1 and m != 1)
-    return xp.sum(a, axis=axes, keepdims=True) if axes else a
-
-
 class LinearSelfAttention(Layer):
     """H heads of linear self-attention (see the module docstring), residual not included.
 
@@ -392,3 +354,41 @@ class LinearSelfAttention(Layer):
                 "plain_causal": (lsa(4, 2, 3, causal=True, fast=False), x(), {"n_context": 4}),
                 "plain_last_only": (lsa(4, 2, form="diagonal", d_y=2, fast=False), x(),
                                     {"n_context": 3, "last_only": True})}
+
+
+# -- the fast path's attention core: scores or the S = kᵀv association, whichever is cheaper --
+
+def attend(q, k, v, mask=None):
+    """y = ((q kᵀ) ⊙ mask) v, without a mask reassociated as q (kᵀ v) when that is cheaper.
+
+    q (..., T, dk), k (..., n, dk), v (..., n, dv), mask (T, n) or None -> y (..., T, dv).
+    Leading dims broadcast (e.g. k, v shared by all heads). Returns (y, cache).
+    """
+    (T, dk), (n, dv) = q.shape[-2:], v.shape[-2:]
+    if mask is None and (n + T) * dk * dv <= T * n * (dk + dv):
+        S = k.mT @ v                                   # (..., dk, dv)
+        return q @ S, AttendCache(q, k, v, S, None, True)
+    A = q @ k.mT                                       # (..., T, n)
+    if mask is not None:
+        A = A * mask
+    return A @ v, AttendCache(q, k, v, A, mask, False)
+
+
+def attend_backward(cache, dy):
+    """(dq, dk, dv) of :func:`attend`; dk, dv are summed down to k's and v's broadcast shape."""
+    q, k, v, SA, mask, via_S = cache
+    xp = array_api_compat.array_namespace(dy)
+    if via_S:
+        dq = dy @ SA.mT                                # (..., T, dk)
+        dS = _sum_to(xp, q.mT @ dy, SA.shape)          # (..., dk, dv)
+        return dq, v @ dS.mT, k @ dS
+    dA = dy @ v.mT                                     # (..., T, n)
+    if mask is not None:
+        dA = dA * mask
+    return dA @ k, _sum_to(xp, dA.mT @ q, k.shape), _sum_to(xp, SA.mT @ dy, v.shape)
+
+
+def _sum_to(xp, a, shape):
+    """Sum the broadcast dims of `a` back to `shape` (same rank)."""
+    axes = tuple(i for i, (m, n) in enumerate(zip(a.shape, shape)) if n == 1 and m != 1)
+    return xp.sum(a, axis=axes, keepdims=True) if axes else a

@@ -5,9 +5,9 @@ Forward, x: (B, T, D)::
     h   = x + Attn(LN₁(x))                  Attn: softmax or linear self-attention
     out = h + MLP(LN₂(h))                   MLP: D -> d_mlp -> D, GELU between, biases
 
-``norm=False`` drops both LayerNorms (as the linear-attention ICL papers do). GELU (tanh
-approximation) is the activation of GPT-2-style blocks; it is smooth, so the gradient
-checks need no kink tolerance.
+``norm=False`` drops both LayerNorms (as the linear-attention ICL papers do, e.g.
+arXiv:2212.07677). GELU (tanh approximation) is the activation of GPT-2-style blocks; it is
+smooth, so the gradient checks need no kink tolerance.
 
 It is literally ``Sequential(Residual(Sequential(LN₁, Attn)), Residual(Sequential(LN₂, MLP)))``,
 so params follow the container keys: ``"0/0"`` = LN₁, ``"0/1"`` = Attn (e.g. ``"0/1/Wq"``),
