@@ -130,35 +130,38 @@ class Layer:
         """Raise ValueError naming this layer, the key and both shapes if `params` lacks a key
         of :attr:`param_shapes` or holds an array of another shape; TypeError if a parameter
         lives in another array namespace than the input `x` (e.g. numpy params, torch x)."""
-        self._check_tree(params, self.param_shapes, "", x)
+        self._check_tree(params, self.param_shapes, (), x[0] if isinstance(x, tuple) else x)
 
     def _check_tree(self, params, shapes, path, x):
+        """Walk `shapes` (dicts, lists, shape tuples) beside `params`; messages are formatted
+        only on an error (this runs at every forward)."""
+        key = lambda: "/".join(map(str, path))
         if isinstance(shapes, dict):
             if not isinstance(params, dict):
-                raise ValueError(f"{self.name}: expected params{path or ''} to be a dict with keys "
+                raise ValueError(f"{self.name}: expected params['{key()}'] to be a dict with keys "
                                  f"{sorted(shapes)}, got {type(params).__name__}")
             missing = [k for k in shapes if k not in params]
             if missing:
-                where = f" at '{path.strip('/')}'" if path else ""
+                where = f" at '{key()}'" if path else ""
                 raise ValueError(f"{self.name}: params lack {missing}{where}; got keys {sorted(params)}")
             for k, want in shapes.items():
-                self._check_tree(params[k], want, f"{path}{k}/", x)
+                self._check_tree(params[k], want, path + (k,), x)
         elif isinstance(shapes, list):
             if not isinstance(params, (list, tuple)) or len(params) != len(shapes):
-                raise ValueError(f"{self.name}: expected params{'' if not path else ' at ' + path.strip('/')} "
-                                 f"to be a list of {len(shapes)}, got {type(params).__name__}")
+                raise ValueError(f"{self.name}: expected params['{key()}'] to be a list of {len(shapes)}, "
+                                 f"got {type(params).__name__}")
             for i, want in enumerate(shapes):
-                self._check_tree(params[i], want, f"{path}{i}/", x)
+                self._check_tree(params[i], want, path + (i,), x)
         else:
-            key = path.strip("/")
-            if not hasattr(params, "shape"):
-                raise TypeError(f"{self.name}: expected params['{key}'] to be an array of shape {shapes}, "
+            shape = getattr(params, "shape", None)
+            if shape is None:
+                raise TypeError(f"{self.name}: expected params['{key()}'] to be an array of shape {shapes}, "
                                 f"got {type(params).__name__}")
-            if tuple(params.shape) != tuple(shapes):
-                raise ValueError(f"{self.name}: expected params['{key}'] of shape {tuple(shapes)}, "
-                                 f"got shape {tuple(params.shape)}")
-            if x is not None:
-                self._same_namespace(params, f"params['{key}']", x, "x")
+            if tuple(shape) != tuple(shapes):
+                raise ValueError(f"{self.name}: expected params['{key()}'] of shape {tuple(shapes)}, "
+                                 f"got shape {tuple(shape)}")
+            if x is not None and type(params) is not type(x):
+                self._same_namespace(params, f"params['{key()}']", x, "x")
 
     def _same_namespace(self, a, what, ref, ref_what):
         """TypeError unless `a` and `ref` belong to one array namespace (cheap when same type)."""
