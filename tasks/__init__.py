@@ -1,4 +1,18 @@
-"""Problem settings of the papers: data, reference algorithms, analytic constructions, metrics.
+"""Problem settings of the papers: data, reference algorithms, analytic constructions, metrics,
+and each paper's experiments and claims.
 
-One module per setting (e.g. ``tasks.icl_regression``); nothing here is framework code.
+One module per setting (e.g. ``tasks.icl_regression``); nothing here is framework code, and
+nothing in ``tinynim/`` imports it. Each module listed in :data:`PAPERS` defines
+
+* ``CLAIMS``: its :class:`tinynim.claims.Claim` tuple (reference numbers and pass bounds);
+* ``measure(experiment, *, quick_mode=None, log=None, seed_offset=0) -> dict``: the metrics
+  the claims of that experiment read.
 """
+import importlib
+
+PAPERS = ("tasks.icl_regression", "tasks.gated_rnn_attention", "tasks.state_soup")
+
+
+def paper_modules():
+    """The task modules that declare claims, imported, in the order of :data:`PAPERS`."""
+    return [importlib.import_module(name) for name in PAPERS]

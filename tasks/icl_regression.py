@@ -1,5 +1,6 @@
 """In-context linear regression (von Oswald et al. 2023, "Transformers learn in-context by
-gradient descent"; spec ../shared/papers/linear_icl.md §1–2).
+gradient descent", arXiv:2212.07677; official code: google-research/self-organising-systems,
+folder transformers_learn_icl_by_gd).
 
 Token layout (D = d + d_out; N context tokens and one query)::
 
@@ -13,7 +14,7 @@ Reference algorithms on L(W) = 1/(2N) Σ_i ‖W x_i − y_i‖²:
     GD++:  for every token j (query too), from the layer input:
            x_j ← x_j − γ Σ_i x_i x_iᵀ x_j,   y_j ← y_j − (η/N) Σ_i y_i x_iᵀ x_j,   ŷ = −y_q
 
-Constructions (spec §2.2, merged row form H' = H + (H Q Cᵀ) C P, C = context rows)::
+Constructions (merged row form H' = H + (H Q Cᵀ) C P, C = context rows)::
 
     GD:    Q = [[I_d, 0], [0, 0]],   P = (η/N) [[0, W₀ᵀ], [0, −I]]
     GD++:  Q = [[I_d, 0], [0, 0]],   P = [[−γ I_d, 0], [0, −(η/N) I]]
@@ -28,25 +29,30 @@ the residual of GD when W₀ = 0; the x slots never change.
 Contents: data (:func:`sample`); reference algorithms (:func:`gd_predict`, :func:`gdpp_predict`,
 :func:`tune_gd`; GD and GD++ depend on the context only through Σ = Σ_i x_i x_iᵀ and
 α = Σ_i x_i y_iᵀ, and in the eigenbasis of Σ every step is elementwise, which makes tuning
-cheap); the model (:class:`LinearTransformer`, :func:`train`); the constructions
-(:func:`gd_weights`, :func:`gdpp_weights`, :func:`effective_eta`); the paper's alignment
-metrics (:func:`sensitivity`, :func:`gd_sensitivity`, :func:`alignment`).
+cheap); the model (:class:`LinearTransformer`); the constructions (:func:`gd_weights`,
+:func:`gdpp_weights`, :func:`effective_eta`); the paper's alignment metrics
+(:func:`sensitivity`, :func:`gd_sensitivity`, :func:`alignment`); the experiments of the
+paper (:data:`EXPERIMENTS`, :func:`measure`) and its claims (:data:`CLAIMS`).
 """
 from __future__ import annotations
 
-import itertools
+import dataclasses
+import functools
 import math
 from functools import reduce
 
 import array_api_compat
 import numpy as np
 
-from tinynim.backend import asarray, namespace, to_numpy
+from tinynim.analysis import cosine, grid_search, jacobian
+from tinynim.backend import asarray, get_backend, namespace, to_numpy, use_dtype
+from tinynim.claims import Claim
+from tinynim.experiment import Experiment, run, scaled
 from tinynim.losses import mse
 from tinynim.nn.base import Layer
 from tinynim.nn.linear_attention import LinearSelfAttention, merged_products, place_rows
-from tinynim.random import as_rng
-from tinynim.train import fit, supervised
+from tinynim.optim import Adam, cosine as cosine_schedule
+from tinynim.random import RNG, as_rng
 from tinynim.tree import add
 
 
@@ -173,9 +179,9 @@ def tune_gd(tokens, targets, steps=1, *, plus=False, eta_range=None, gamma_range
             grid=None, rounds=4):
     """Best η (GD) or (η, γ) (GD++, ``plus=True``, shared across steps) on this evaluation set.
 
-    Zooming grid search: a grid over the ranges, then `rounds` times a finer grid of ±2
-    cells around the best point. Default ranges scale with s = mean ‖Σ_i x_i x_iᵀ‖_F:
-    η ∈ [0, 8N/s], γ ∈ [0, 1/s] (γ·λ_max ≤ 1). Returns ``({"eta": ..[, "gamma": ..]}, loss)``.
+    :func:`tinynim.analysis.grid_search` (a grid, then `rounds` finer grids around the best).
+    Default ranges scale with s = mean ‖Σ_i x_i x_iᵀ‖_F: η ∈ [0, 8N/s], γ ∈ [0, 1/s]
+    (γ·λ_max ≤ 1). Returns ``({"eta": ..[, "gamma": ..]}, loss)``.
     """
     xp = namespace(tokens)
     d_out = targets.shape[-1]
@@ -184,24 +190,12 @@ def tune_gd(tokens, targets, steps=1, *, plus=False, eta_range=None, gamma_range
     yq = xp.zeros_like(beta[:, 0, :])                                   # the query starts at 0
     s = float(xp.mean(xp.sqrt(xp.sum(lam * lam, axis=(1, 2)))))         # ‖Σ‖_F
     ranges = [eta_range or (0.0, 8 * N / s)] + ([gamma_range or (0.0, 1.0 / s)] if plus else [])
-    grid = grid or (15 if plus else 41)
 
     def evaluate(p):
-        pred = _gdpp_spectral(lam, z, beta, yq, p[0], p[1] if plus else 0.0, steps, N)
-        value = loss(pred, targets)
-        return value if math.isfinite(value) else math.inf
+        return loss(_gdpp_spectral(lam, z, beta, yq, p[0], p[1] if plus else 0.0, steps, N), targets)
 
-    best = None
-    for _ in range(rounds + 1):
-        axes = [np.linspace(lo, hi, grid) for lo, hi in ranges]
-        for p in itertools.product(*axes):
-            value = evaluate(p)
-            if best is None or value < best[1]:
-                best = (p, value)
-        ranges = [(max(lo, b - 2 * (hi - lo) / (grid - 1)), min(hi, b + 2 * (hi - lo) / (grid - 1)))
-                  for b, (lo, hi) in zip(best[0], ranges)]
-    names = ("eta", "gamma")
-    return {k: float(v) for k, v in zip(names, best[0])}, best[1]
+    best, value = grid_search(evaluate, ranges, grid=grid or (15 if plus else 41), rounds=rounds)
+    return dict(zip(("eta", "gamma"), best)), value
 
 
 # -- the model -------------------------------------------------------------------------
@@ -282,16 +276,6 @@ class LinearTransformer(Layer):
         return {"default": (model, sample(rng, 2, n_context=4, d=3, d_out=2)[0], {})}
 
 
-def train(model, params, optimizer, *, steps, batch, rng, n_context=10, input_range=1.0,
-          noise_std=0.0, **fit_kw):
-    """Fit `model` on fresh tasks every step (as the paper code): ``(params, history)``.
-    Extra keywords go to :func:`tinynim.train.fit` (log_every, log, eval_fn, eval_every)."""
-    rng = as_rng(rng)
-    data = lambda step: sample(rng, batch, n_context, model.d, d_out=model.d_out,
-                               input_range=input_range, noise_std=noise_std)
-    return fit(supervised(model), params, optimizer, steps=steps, data=data, **fit_kw)
-
-
 # -- constructions ---------------------------------------------------------------------
 
 def _to_form(Q, P, form, dtype, backend):
@@ -335,29 +319,25 @@ def effective_eta(params, d, n_context, form):
     """The GD step size a 1-output layer implements: η = −N Σ_h mean(diag Q_h,xx) · P_h,yy."""
     Q, P = merged_products(params, form)
     xp = namespace(Q)
-    q = xp.sum(Q[:, :d, :d] * xp.eye(d, dtype=Q.dtype), axis=(1, 2)) / d      # (H,)
+    eye = xp.eye(d, dtype=Q.dtype, device=array_api_compat.device(Q))
+    q = xp.sum(Q[:, :d, :d] * eye, axis=(1, 2)) / d                           # (H,) mean diag Q_h,xx
     return -n_context * float(xp.sum(q * P[:, d, d]))
 
 
-# -- alignment metrics (spec §2.6; P1 code's `analyse`) -----------------------------------
+# -- alignment metrics (the official code's `analyse`) -------------------------------------
 
 def sensitivity(model, params, tokens, W0=None):
-    """(ŷ (B, d_out), J (B, d_out, d)) with J = ∂ŷ/∂x_q from the hand-derived backward.
+    """(ŷ (B, d_out), J (B, d_out, d)) with J = ∂ŷ/∂x_q from the model's own backward
+    (:func:`tinynim.analysis.jacobian` w.r.t. the tokens, read at the query's x slot).
 
     With an initial guess the query's y slot −W₀x_q also moves with x_q (chain rule):
     J = ∂ŷ/∂(x slot) − ∂ŷ/∂(y slot) W₀, for tokens made by ``with_initial_guess(·, W0)``.
     """
-    xp = namespace(tokens)
-    pred, cache = model.forward(params, tokens)
-    rows = []
-    for o in range(model.d_out):
-        e_o = xp.astype(xp.arange(model.d_out) == o, pred.dtype)
-        dtokens, _ = model.backward(params, cache, xp.broadcast_to(e_o, pred.shape))
-        row = dtokens[:, -1, :model.d]                                      # (B, d)
-        if W0 is not None:
-            row = row - dtokens[:, -1, model.d:] @ W0                       # (B, d_out) @ (d_out, d)
-        rows.append(row)
-    return pred, xp.stack(rows, axis=1)
+    J = jacobian(model, params, tokens)[:, :, -1, :]                    # (B, d_out, D) at the query
+    row = J[..., :model.d]
+    if W0 is not None:
+        row = row - J[..., model.d:] @ W0                               # (B, d_out, d_out) @ (d_out, d)
+    return model(params, tokens), row
 
 
 def gd_sensitivity(tokens, eta, steps=1, W0=None, *, d_out=1):
@@ -367,14 +347,207 @@ def gd_sensitivity(tokens, eta, steps=1, W0=None, *, d_out=1):
 
 
 def alignment(pred_a, J_a, pred_b, J_b) -> dict:
-    """Mean over tasks of: cosine of the sensitivities (norms + 1e-8), ‖J_a − J_b‖ ("model
-    diff") and ‖ŷ_a − ŷ_b‖ ("preds diff")."""
+    """Mean over tasks of: the cosine of the sensitivities (:func:`tinynim.analysis.cosine`),
+    ‖J_a − J_b‖ ("model diff") and ‖ŷ_a − ŷ_b‖ ("preds diff")."""
     xp = namespace(J_a, J_b)
     B = J_a.shape[0]
-    a, b = xp.reshape(J_a, (B, -1)), xp.reshape(J_b, (B, -1))
-    na = xp.sqrt(xp.sum(a * a, axis=1)) + 1e-8
-    nb = xp.sqrt(xp.sum(b * b, axis=1)) + 1e-8
-    norm = lambda u: xp.sqrt(xp.sum(u * u, axis=1))
-    return {"cosine": float(xp.mean(xp.sum(a * b, axis=1) / (na * nb))),
-            "model_diff": float(xp.mean(norm(a - b))),
+    norm = lambda u: xp.sqrt(xp.sum(xp.reshape(u * u, (B, -1)), axis=1))
+    return {"cosine": float(xp.mean(cosine(J_a, J_b))),
+            "model_diff": float(xp.mean(norm(J_a - J_b))),
             "preds_diff": float(xp.mean(norm(pred_a - pred_b)))}
+
+
+# -- the paper's experiments -----------------------------------------------------------------
+# d = N = 10, w ~ N(0, I), x ~ U(−0.5, 0.5) (the official code's input_range=1; the paper
+# text's U(−1, 1) quadruples every loss), fresh tasks every step, ½-MSE.
+
+D, N = 10, 10
+EVAL_SEED, EVAL_TASKS = 2023, 10_000     # one evaluation set shared by every comparison
+
+
+def regression_data(batch, n_context=N, d=D, *, d_out=1, input_range=1.0, noise_std=0.0):
+    """``(rng, step) -> (tokens, targets)``: `batch` fresh tasks per step (an Experiment's data)."""
+    return lambda rng, step: sample(rng, batch, n_context, d, d_out=d_out, input_range=input_range,
+                                    noise_std=noise_std)
+
+
+def _lsa_run(layers, form, optimizer, steps, batch):
+    return Experiment(model=lambda: LinearTransformer(D, 1, layers, form=form), optimizer=optimizer,
+                      data=regression_data(batch), steps=steps, seed=0, data_seed=100)
+
+
+EXPERIMENTS = {
+    # one merged (P, Q) layer: Adam(1e-3, β₂ = 0.98), batch 512
+    "one_layer": _lsa_run(1, "merged", lambda steps: Adam(1e-3, 0.9, 0.98), 1500, 512),
+    # the official 4-matrix layer at its settings: batch 2048, global-norm clip 0.001
+    "one_layer_full": _lsa_run(1, "full", lambda steps: Adam(1e-3, 0.9, 0.98, clip_norm=1e-3), 2000, 2048),
+    # 2 and 3 shared layers (the paper's recurrent Transformer): a cosine-decayed lr leaves the
+    # GD-K plateau that a constant 1e-3 sits on for thousands of steps; 3 layers also clip
+    # (linear attention is cubic in its input)
+    "two_layers": _lsa_run(2, "merged", lambda steps: Adam(cosine_schedule(3e-3, steps, 3e-5), 0.9, 0.98), 3000, 512),
+    "three_layers": _lsa_run(3, "merged", lambda steps: Adam(cosine_schedule(2e-3, steps, 2e-5), 0.9, 0.98,
+                                                             clip_norm=0.1), 6000, 512),
+}
+
+
+class Evaluation:
+    """The shared evaluation set (EVAL_TASKS tasks, seed EVAL_SEED, float32, active backend) and
+    the baselines tuned on it (their best case), each tuned once when first asked for."""
+
+    def __init__(self, n_tasks):
+        self.tokens, self.targets = sample(RNG(EVAL_SEED), n_tasks, N, D)
+        self.zero = loss(0 * self.targets, self.targets)
+
+    @functools.lru_cache(maxsize=None)
+    def tuned(self, K, plus=False):
+        """(hyperparameters, loss) of K steps of GD (GD++ if `plus`) tuned on this set."""
+        return tune_gd(self.tokens, self.targets, K, plus=plus)
+
+
+_evaluations = {}
+
+
+def evaluation(quick_mode=None) -> Evaluation:
+    """The :class:`Evaluation` on the active backend and device (EVAL_TASKS tasks, ÷10 in
+    quick mode), made once per backend, device and size."""
+    b = get_backend()
+    key = (scaled(EVAL_TASKS, quick_mode=quick_mode), b.name, str(b.device))
+    if key not in _evaluations:
+        with use_dtype("float32"):
+            _evaluations[key] = Evaluation(key[0])
+    return _evaluations[key]
+
+
+def model_metrics(model, params, ev) -> dict:
+    """Loss on the evaluation set, ratios to the tuned baselines with as many steps, and for
+    one layer the paper's alignment with tuned one-step GD (cosine of ∂ŷ/∂x_q, model diff,
+    preds diff) and the GD step size the layer implements (ratio to the tuned one)."""
+    tokens, targets = ev.tokens, ev.targets
+    K = model.n_layers
+    metrics = {"eval_loss": loss(model(params, tokens), targets)}
+    metrics["loss_over_gd"] = metrics["eval_loss"] / ev.tuned(K)[1]
+    if K > 1:
+        metrics["loss_over_gdpp"] = metrics["eval_loss"] / ev.tuned(K, plus=True)[1]
+    if K == 1:
+        eta = ev.tuned(1)[0]["eta"]
+        metrics.update(alignment(*sensitivity(model, params, tokens), *gd_sensitivity(tokens, eta, 1)))
+        metrics["eta_ratio"] = effective_eta(params, model.d, N, model.lsa.form) / eta
+    return metrics
+
+
+def construction_errors(seed=1, n_tasks=1000) -> dict:
+    """Max |Δŷ| (float64) of K = 1..3 constructed layers against K explicit GD steps from a
+    random W₀ (vector-valued y, merged and 4-matrix forms) and against K GD++ steps."""
+    with use_dtype("float64"):
+        tokens, _ = sample(RNG(seed), n_tasks, N, D, d_out=2)
+        W0 = RNG(seed + 1).normal((2, D))
+        gd, gdpp = [], []
+        for K in (1, 2, 3):
+            for form in ("merged", "full"):
+                model = LinearTransformer(D, 2, K, form=form)
+                pred = model(gd_weights(D, N, 3.0, d_out=2, W0=W0, form=form), with_initial_guess(tokens, W0))
+                gd.append(float(np.abs(to_numpy(pred - gd_predict(tokens, 3.0, K, W0))).max()))
+            pred = LinearTransformer(D, 2, K)(gdpp_weights(D, N, 8.0, 0.1, d_out=2), tokens)
+            gdpp.append(float(np.abs(to_numpy(pred - gdpp_predict(tokens, 8.0, 0.1, K, d_out=2))).max()))
+    return {"gd_max_error": max(gd), "gdpp_max_error": max(gdpp)}
+
+
+def measure(name, *, quick_mode=None, log=None, seed_offset=0):
+    """Metrics of experiment `name`: "constructions", "baselines" or a key of EXPERIMENTS
+    (then via :func:`train`, which also returns the trained model and its history)."""
+    if name == "constructions":
+        return construction_errors()
+    ev = evaluation(quick_mode)
+    if name == "baselines":
+        return {"zero": ev.zero, **{f"gd{K}": ev.tuned(K)[1] for K in (1, 2, 3)},
+                **{f"gdpp{K}": ev.tuned(K, plus=True)[1] for K in (2, 3)},
+                "gd1_eta_over_n": ev.tuned(1)[0]["eta"] / N}
+    return train(name, quick_mode=quick_mode, log=log, seed_offset=seed_offset)[0]
+
+
+def train(name, *, quick_mode=None, log=print, eval_every=None, seed_offset=0):
+    """Run EXPERIMENTS[name] in float32 on the active backend (init and data seeds shifted by
+    `seed_offset`): ``(metrics, Result)``. With `eval_every`, the evaluation-set metrics are
+    also recorded in the history during training."""
+    ev = evaluation(quick_mode)
+    with use_dtype("float32"):
+        exp = EXPERIMENTS[name]
+        exp = dataclasses.replace(exp, seed=exp.seed + seed_offset, data_seed=exp.data_seed + seed_offset)
+        model = exp.model()
+        eval_fn = (lambda params, done: model_metrics(model, params, ev)) if eval_every else None
+        result = run(exp, quick_mode=quick_mode, log=log, eval_fn=eval_fn, eval_every=eval_every)
+        return model_metrics(result.model, result.params, ev), result
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+PAPER = "2212.07677"
+RECON = "ours, official data law"        # the paper shows these as figures only
+_CLAIM = functools.partial(Claim, paper=PAPER)
+
+CLAIMS = (
+    _CLAIM(id="P1.construction.gd", kind="exact", experiment="constructions", metric="gd_max_error",
+           statement="K = 1–3 constructed LSA layers = K GD steps from W₀ (max |Δŷ|, float64)",
+           bound=("<=", 1e-12), reference="exact", source="paper Prop. 1", observed=(1e-15, 1e-15),
+           seeds="1000 tasks, seed 1", why="float64 rounding of K ≤ 3 layers is ~1e-15"),
+    _CLAIM(id="P1.construction.gdpp", kind="exact", experiment="constructions", metric="gdpp_max_error",
+           statement="K = 1–3 constructed LSA layers = K GD++ steps (max |Δŷ|, float64)",
+           bound=("<=", 1e-12), reference="exact", source="paper Sec. 4", observed=(1e-15, 1e-15),
+           seeds="1000 tasks, seed 1", why="float64 rounding of K ≤ 3 layers is ~1e-15"),
+    _CLAIM(id="P1.baseline.zero", kind="statistical", experiment="baselines", metric="zero",
+           statement="loss of predicting 0", bound=("~", 0.05), reference=0.421, source=RECON,
+           observed=(0.4208, 0.4208), seeds="eval seed 2023",
+           why="two independent 10k-task sets differ by ~4 % (heavy-tailed w·x products)"),
+    _CLAIM(id="P1.baseline.gd1", kind="statistical", experiment="baselines", metric="gd1",
+           statement="one GD step, tuned η", bound=("~", 0.05), reference=0.208, source=RECON,
+           observed=(0.2077, 0.2077), seeds="eval seed 2023", why="as P1.baseline.zero"),
+    _CLAIM(id="P1.baseline.gd2", kind="statistical", experiment="baselines", metric="gd2",
+           statement="two GD steps, tuned η", bound=("~", 0.05), reference=0.158, source=RECON,
+           observed=(0.1549, 0.1549), seeds="eval seed 2023", why="as P1.baseline.zero"),
+    _CLAIM(id="P1.baseline.gd3", kind="statistical", experiment="baselines", metric="gd3",
+           statement="three GD steps, tuned η", bound=("~", 0.05), reference=0.136, source=RECON,
+           observed=(0.1322, 0.1322), seeds="eval seed 2023", why="as P1.baseline.zero"),
+    _CLAIM(id="P1.baseline.gdpp2", kind="statistical", experiment="baselines", metric="gdpp2",
+           statement="two GD++ steps, tuned (η, γ)", bound=("~", 0.05), reference=0.114, source=RECON,
+           observed=(0.1093, 0.1093), seeds="eval seed 2023", why="as P1.baseline.zero"),
+    _CLAIM(id="P1.baseline.gdpp3", kind="statistical", experiment="baselines", metric="gdpp3",
+           statement="three GD++ steps, tuned (η, γ)", bound=("~", 0.07), reference=0.080, source=RECON,
+           observed=(0.0757, 0.0757), seeds="eval seed 2023",
+           why="as P1.baseline.zero; the reference has 2 digits (±6 % by itself)"),
+    _CLAIM(id="P1.one_layer.loss", kind="statistical", experiment="one_layer", metric="loss_over_gd",
+           statement="trained 1-layer LSA (merged): loss / tuned one-step GD", bound=("<=", 1.02),
+           reference=(1.000, 1.005), source="ours: 0.2004–0.2012 vs GD 0.2002", observed=(1.002, 1.003),
+           seeds="seeds 0–3", why="2 % leaves room for seeds and BLAS, yet a model off GD by a few % of η fails"),
+    _CLAIM(id="P1.one_layer.cosine", kind="statistical", experiment="one_layer", metric="cosine",
+           statement="trained 1-layer LSA: cosine of ∂ŷ/∂x_q with tuned GD's", bound=(">=", 0.99),
+           reference=0.9989, source="ours", observed=(0.9991, 0.9992), seeds="seeds 0–3",
+           why="the zero-init model has cosine ~0; a GD-like model with another η still scores ≥ 0.99"),
+    _CLAIM(id="P1.one_layer.eta", kind="statistical", experiment="one_layer", metric="eta_ratio",
+           statement="trained 1-layer LSA: implemented η / tuned η", bound=("~", 0.05), reference=1.0,
+           source="paper Fig. 2 (weights = GD)", observed=(0.99, 1.01), seeds="seeds 0–3",
+           why="the weight-level claim; 5 % as the official analysis"),
+    _CLAIM(id="P1.one_layer_full.loss", kind="statistical", experiment="one_layer_full", metric="loss_over_gd",
+           statement="trained 1-layer LSA (official 4-matrix form): loss / tuned GD", bound=("<=", 1.02),
+           reference="≈ 1", source="paper Fig. 2", observed=(1.001, 1.003), seeds="seeds 0–3",
+           why="as P1.one_layer.loss"),
+    _CLAIM(id="P1.one_layer_full.cosine", kind="statistical", experiment="one_layer_full", metric="cosine",
+           statement="trained 1-layer LSA (4-matrix): cosine with tuned GD", bound=(">=", 0.99),
+           reference="→ 1", source="paper Fig. 2", observed=(0.9992, 0.9993), seeds="seeds 0–3",
+           why="as P1.one_layer.cosine"),
+    _CLAIM(id="P1.one_layer_full.eta", kind="statistical", experiment="one_layer_full", metric="eta_ratio",
+           statement="trained 1-layer LSA (4-matrix): implemented η / tuned η", bound=("~", 0.05),
+           reference=1.0, source="paper Fig. 2", observed=(0.987, 1.013), seeds="seeds 0–3",
+           why="as P1.one_layer.eta"),
+    _CLAIM(id="P1.two_layers.gd", kind="statistical", experiment="two_layers", metric="loss_over_gd",
+           statement="2 shared layers: loss / tuned 2-step GD (beats GD)", bound=("<", 0.8),
+           reference=0.110 / 0.153, source="ours: 0.110 vs GD-2 0.153", observed=(0.705, 0.706),
+           seeds="seeds 0–2", why="GD++ is at 0.705 of GD-2; GD itself scores 1"),
+    _CLAIM(id="P1.two_layers.gdpp", kind="statistical", experiment="two_layers", metric="loss_over_gdpp",
+           statement="2 shared layers: loss / tuned 2-step GD++", bound=("<=", 1.05),
+           reference=0.110 / 0.114, source="ours: 0.110 vs GD++ 0.114", observed=(1.0002, 1.0010),
+           seeds="seeds 0–2", why="5 % for seeds; GD-2 would score 1.42"),
+    _CLAIM(id="P1.three_layers.gdpp", kind="statistical", experiment="three_layers", metric="loss_over_gdpp",
+           statement="3 shared layers: loss / tuned 3-step GD++", bound=("<=", 1.1),
+           reference="≈ 1", source="paper Fig. 3", observed=(0.997, 0.997), seeds="seed 0",
+           why="3 layers train less reliably (cubic in the input); GD-3 would score 1.75"),
+)

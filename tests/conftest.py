@@ -1,8 +1,9 @@
 """Shared fixtures.
 
 * ``backend``: parametrised over every usable backend, activated with float64 inside the
-  test: numpy and array_api_strict always, torch (CPU) when installed, cupy and torch-cuda
-  marked ``gpu`` and skipped when no GPU is present.
+  test: numpy and array_api_strict always (the latter also on its second device,
+  ``device1``, which catches arrays created on the default device), torch (CPU) when
+  installed, cupy and torch-cuda marked ``gpu`` and skipped when no GPU is present.
 * ``xp``: that backend's Array-API namespace.
 * Hypothesis profiles: ``dev`` (default, quick), ``ci`` (derandomized, no deadline),
   ``thorough`` (many examples). Select with ``HYPOTHESIS_PROFILE=ci``.
@@ -37,7 +38,7 @@ def _usable(name, device=None):
         return False
 
 
-CPU = [("numpy", None), ("array_api_strict", None), ("torch", None)]
+CPU = [("numpy", None), ("array_api_strict", None), ("array_api_strict", "device1"), ("torch", None)]
 GPU = [("cupy", None), ("torch", "cuda:0")]
 
 
@@ -46,7 +47,7 @@ def _params():
     for name, device in CPU:
         if name == "torch" and not _usable("torch"):
             continue                      # torch is an optional extra; CI installs it
-        out.append(pytest.param((name, device), id=name))
+        out.append(pytest.param((name, device), id=f"{name}-{device}" if device else name))
     for name, device in GPU:
         marks = [pytest.mark.gpu, pytest.mark.skipif(not _usable(name, device), reason=f"no GPU for {name}")]
         out.append(pytest.param((name, device), id=f"{name}-cuda" if device else name, marks=marks))

@@ -13,7 +13,8 @@ from tinynim.nn.recurrent import RECURRENCES, GatedLinearRNN, scan_reference
 from tinynim.random import RNG
 from tasks.gated_rnn_attention import gated_rnn_from_attention, gd_gated_rnn
 from tasks.icl_regression import gd_predict, sample
-from tasks.state_soup import (StateStore, compose, context_state, cosine_similarity, decay,
+from tinynim.analysis import cosine_matrix
+from tasks.state_soup import (StateStore, compose, context_state, decay,
                               memory_keys, predict_from_state, soup)
 from helpers import assert_close, host
 
@@ -150,7 +151,7 @@ def test_soup_kinds_and_errors(f64):
 @given(B=st.integers(1, 4), K=st.integers(1, 6), N=st.integers(2, 5), beta=st.floats(0.0, 20.0),
        seed=seeds)
 def test_store_retrieves_the_most_cosine_similar_state(backend, B, K, N, beta, seed):
-    """cosine_similarity equals the numpy formula (a zero row gives 0); every stored state,
+    """cosine_matrix equals the numpy formula (a zero row gives 0); every stored state,
     rescaled by c > 0, retrieves itself with cos = 1; nearest is the argmax of the numpy
     cosines and states_at returns those rows; mix is the softmax(β cos)-weighted average;
     with keys, the cosines are those of keys ⊙ state. (N ≥ 2: random states then point in
@@ -160,7 +161,7 @@ def test_store_retrieves_the_most_cosine_similar_state(backend, B, K, N, beta, s
     queries[0] = 0.0
     unit = lambda v: v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-300)
     expected = unit(queries) @ unit(states).T
-    assert_close(cosine_similarity(asarray(queries), asarray(states)), expected, EXACT, "cosine")
+    assert_close(cosine_matrix(asarray(queries), asarray(states)), expected, EXACT, "cosine")
     store = StateStore(asarray(states), labels=[f"task{k}" for k in range(K)])
     idx, cos = store.nearest(asarray(states) * 2.5)
     np.testing.assert_array_equal(host(idx), np.arange(K))

@@ -12,6 +12,7 @@ argument), lists the valid values and says what to install: never a silent fallb
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 
 import numpy as np
@@ -53,6 +54,25 @@ def use_backend(name: str, device=None, dtype: str | None = None):
     given = {"backend": name, "device": device, "dtype": dtype}
     sources = {what: "use_backend argument" for what, value in given.items() if value is not None}
     adapter = backends.load(name, device=device, dtype=dtype or _default_dtype(), sources=sources)
+    _stack.append(adapter)
+    try:
+        yield adapter
+    finally:
+        _stack.pop()
+
+
+@contextlib.contextmanager
+def use_dtype(dtype: str):
+    """The active backend, on its device, with another default float dtype inside the block.
+
+    >>> with use_dtype("float64"):       # e.g. an exact identity checked on any backend
+    ...     get_backend().dtype
+    'float64'
+    """
+    if dtype not in backends.DTYPES:
+        raise BackendError(f"use_dtype: dtype must be one of {', '.join(backends.DTYPES)}, got {dtype!r}")
+    adapter = copy.copy(get_backend())
+    adapter.dtype = dtype
     _stack.append(adapter)
     try:
         yield adapter
