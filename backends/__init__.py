@@ -19,6 +19,7 @@ import importlib
 
 import numpy as np
 
+TINYNIM_BACKENDS = True        # marks this package as tinynim's (see tinynim/backend.py)
 NAMES = ("numpy", "torch", "cupy", "array_api_strict")
 INSTALL = {
     "numpy": "pip install numpy",

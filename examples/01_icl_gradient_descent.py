@@ -10,7 +10,7 @@
 # This example: the token layout; the construction, checked live against explicit GD and
 # GD++; training 1-, 2- and 3-layer LSAs against tuned GD and GD++ on the same 10k tasks;
 # the alignment metrics of the paper over training; the trained weights beside the
-# constructed ones; a final table with the spec's reference numbers.
+# constructed ones; a final table of the paper's claims beside this run's numbers.
 #
 # Setting: d = N = 10, w ~ N(0, I), **x ~ U(−0.5, 0.5)** (the paper code's input_range=1;
 # the paper text's U(−1, 1) quadruples every loss), ½-MSE. Paper: arXiv:2212.07677. The

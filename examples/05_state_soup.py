@@ -73,7 +73,7 @@ for name, err in measured["algebra"].items():
 # %% [markdown]
 # ## 2 · Train P3's gated RNN on in-context regression
 # d = 4, N = 12 shots, x ~ U(−1, 1), w ~ N(0, I); 32 neurons with λ = exp(−exp(ν)),
-# Adam with a cosine-decayed learning rate (`tasks.gated_rnn_attention.train_icl`).
+# Adam with a cosine-decayed learning rate (`tasks.state_soup.EXPERIMENTS["soup_model"]`).
 
 # %%
 measured["soup_model"], result = p5.train("soup_model")

@@ -47,7 +47,7 @@ def test_claims_are_well_formed(module):
     cl.check_ids(module.CLAIMS)
     prefix = module.CLAIMS[0].id.split(".")[0]
     for c in module.CLAIMS:
-        assert c.id.startswith(prefix + ".") and c.paper == module.PAPER, c
+        assert c.id.startswith(prefix + ".") and c.paper == module.PAPER and module.TITLE, c
         assert c.statement and c.why and c.source, c
         assert c.experiment in set(module.EXPERIMENTS) | {"constructions", "baselines", "algebra"}, c
         if c.observed is not None:

@@ -50,7 +50,7 @@ def jacobian(layer, params, x, *, wrt="input", kwargs=None):
     kwargs = kwargs or {}
     xp = namespace(x)
     B = x.shape[0]
-    out_shape = tuple(layer.forward(params, x[:1], **kwargs)[0].shape[1:])
+    out_shape = tuple(layer.forward(params, x[:1, ...], **kwargs)[0].shape[1:])
     K = math.prod(out_shape)
     if wrt == "input":
         xs = xp.concat([x] * K, axis=0)                                   # (K·B, *in), k-major
@@ -63,9 +63,9 @@ def jacobian(layer, params, x, *, wrt="input", kwargs=None):
         return xp.reshape(J, (B,) + out_shape + tuple(x.shape[1:]))
     rows = []                                                             # per example b
     for b in range(B):
-        out, cache = layer.forward(params, x[b:b + 1], **kwargs)
+        out, cache = layer.forward(params, x[b:b + 1, ...], **kwargs)
         E = one_hot_rows(xp, K, out)
-        per_k = [layer.backward(params, cache, xp.reshape(E[k], (1,) + out_shape))[1] for k in range(K)]
+        per_k = [layer.backward(params, cache, xp.reshape(E[k, :], (1,) + out_shape))[1] for k in range(K)]
         rows.append(tree_map(lambda *g: xp.stack(g, axis=0), *per_k))    # leaves (K, *leaf)
     stacked = tree_map(lambda *g: xp.stack(g, axis=0), *rows)             # leaves (B, K, *leaf)
     return tree_map(lambda g: xp.reshape(g, (B,) + out_shape + tuple(g.shape[2:])), stacked)
@@ -117,8 +117,8 @@ def grid_search(f, ranges, *, grid=41, rounds=4):
         raise ValueError(f"grid_search: expected grid ≥ 2 and rounds ≥ 0, got grid={grid}, rounds={rounds}")
     best, best_value = None, math.inf
     for _ in range(rounds + 1):
-        for p in itertools.product(*(np.linspace(lo, hi, grid) for lo, hi in ranges)):
-            value = float(f(p))
+        for p in itertools.product(*(np.linspace(lo, hi, grid).tolist() for lo, hi in ranges)):
+            value = float(f(p))                      # p: Python floats (a NumPy scalar would not mix with other backends)
             value = value if math.isfinite(value) else math.inf
             if best is None or value < best_value:
                 best, best_value = p, value

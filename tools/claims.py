@@ -30,9 +30,8 @@ def readme_section() -> str:
     """The generated markdown: one table per paper."""
     parts = [BEGIN]
     for module in paper_modules():
-        first = module.CLAIMS[0]
-        title = module.__doc__.strip().splitlines()[0].rstrip(".")
-        parts.append(f"\n**{first.id.split('.')[0]}**, `{module.__name__}` (arXiv:{first.paper}): {title}\n")
+        tag = module.CLAIMS[0].id.split(".")[0]
+        parts.append(f"\n**{tag}**, {module.TITLE}, arXiv:{module.PAPER} (`{module.__name__}`)\n")
         parts.append(cl.table(module.CLAIMS))
     parts.append(END)
     return "\n".join(parts)
