@@ -7,14 +7,23 @@ against the Python Array API (NumPy, CuPy, PyTorch, array-api-strict).
 """
 __version__ = "0.1.0"
 
-from backends import BackendError
+import backends
+
+if not getattr(backends, "TINYNIM_BACKENDS", False):          # a generic name: say if it is not ours
+    raise ImportError(f"tinynim needs its own top-level package 'backends', but 'import backends' found "
+                      f"{getattr(backends, '__file__', backends)!r}; rename that module or run from the "
+                      f"tinynim checkout (pip install -e .)")
+
+from backends import BackendError                              # noqa: E402
 from tinynim.backend import asarray, get_backend, to_numpy, use_backend
 from tinynim.random import RNG
 from tinynim import checkpoint, es, gradcheck, losses, nn, optim, train, tree
+from tinynim import analysis, claims, experiment
 from tinynim.checkpoint import CheckpointError
 from tinynim.optim import SGD, Adam
 from tinynim.train import NonFiniteError, fit
 
 __all__ = ["__version__", "BackendError", "asarray", "get_backend", "to_numpy", "use_backend",
            "RNG", "checkpoint", "es", "gradcheck", "losses", "nn", "optim", "train", "tree",
+           "analysis", "claims", "experiment",
            "CheckpointError", "SGD", "Adam", "NonFiniteError", "fit"]

@@ -86,7 +86,7 @@ def flatten_params_jacobian(J):
 def unit_rows(v):
     """Rows of v (B, ...) scaled to unit norm over all but the first axis; a zero row stays 0."""
     xp = namespace(v)
-    flat = xp.reshape(v, (v.shape[0], -1))
+    flat = xp.reshape(v, (v.shape[0], math.prod(v.shape[1:])))      # (B, F), also for B = 0
     norm = xp.sqrt(xp.sum(flat * flat, axis=1, keepdims=True))
     return flat / xp.maximum(norm, xp.finfo(v.dtype).smallest_normal)
 

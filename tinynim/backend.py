@@ -19,12 +19,7 @@ import numpy as np
 import array_api_compat
 
 import backends
-
-if not getattr(backends, "TINYNIM_BACKENDS", False):          # a generic name: say if it is not ours
-    raise ImportError(f"tinynim needs its own top-level package 'backends', but 'import backends' found "
-                      f"{getattr(backends, '__file__', backends)!r}; rename that module or run from the "
-                      f"tinynim checkout (pip install -e .)")
-from backends import BackendError                              # noqa: E402
+from backends import BackendError
 
 _stack: list = []          # adapters pushed by use_backend
 _from_env = None           # adapter built from the environment, cached with its key
