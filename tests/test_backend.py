@@ -87,10 +87,15 @@ def test_bad_dtype_names_it_and_lists_valid_ones(monkeypatch):
 
 
 def test_cpu_only_backends_refuse_a_gpu_device():
-    for name in ("numpy", "array_api_strict"):
-        with pytest.raises(tinynim.BackendError, match=rf"'{name}' runs on device 'cpu' only.*'cuda:0'"):
-            with use_backend(name, device="cuda:0"):
-                pass
+    with pytest.raises(tinynim.BackendError, match=r"'numpy' runs on device 'cpu' only.*'cuda:0'"):
+        with use_backend("numpy", device="cuda:0"):
+            pass
+    with pytest.raises(tinynim.BackendError, match=r"'array_api_strict' has devices 'cpu' \(= CPU_DEVICE\), "
+                                                   r"'device1', 'device2'; got device 'cuda:0'"):
+        with use_backend("array_api_strict", device="cuda:0"):
+            pass
+    with use_backend("array_api_strict", device="device1") as adapter:   # its simulated second device
+        assert "device1" in str(adapter.device)
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
