@@ -1,4 +1,4 @@
-"""Exact properties of the P3 constructions (float64, every backend; spec §4.5)."""
+"""Exact properties of the P3 constructions (arXiv:2309.01775; float64, every backend)."""
 import numpy as np
 from hypothesis import given, strategies as st
 
@@ -10,7 +10,7 @@ from tasks.gated_rnn_attention import RNNRegressor, gated_rnn_from_attention, gd
 from tasks.icl_regression import gd_predict, gd_sensitivity, sample, sensitivity
 from helpers import assert_close, host
 
-EXACT = 1e-10     # spec §1.3: exact identities in float64 (observed ~1e-16)
+EXACT = 1e-10     # exact identities in float64 (observed ~1e-16)
 
 
 @given(D=st.integers(1, 5), H=st.integers(1, 3), d_key=st.integers(1, 4), B=st.integers(1, 3),

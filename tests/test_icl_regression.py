@@ -1,4 +1,4 @@
-"""Exact properties of tasks.icl_regression (spec §2.5, float64, relative error ≤ 1e-10).
+"""Exact properties of tasks.icl_regression (arXiv:2212.07677; float64, relative error ≤ 1e-10).
 
 The references are explicit GD / GD++ recursions or plain numpy loops, never the model.
 """
@@ -12,7 +12,7 @@ from tinynim.nn.linear_attention import LinearSelfAttention, merged_products
 from tinynim.random import RNG
 from helpers import assert_close, assert_gradients, host
 
-TOL = 1e-10   # spec §1.3: exact identities hold to ~1e-15 in float64; 1e-10 leaves margin for K=3
+TOL = 1e-10   # exact identities hold to ~1e-15 in float64; 1e-10 leaves margin for K=3
 
 settings_ = st.fixed_dictionaries(dict(
     d=st.integers(1, 4), N=st.integers(1, 6), d_out=st.integers(1, 3),
@@ -53,7 +53,7 @@ def test_gd_predict_is_gradient_descent(backend, c, steps):
 
 @given(c=settings_)
 def test_one_layer_is_one_gd_step(backend, c):
-    """Spec test 1: the constructed layer's prediction = one GD step from W₀ (vector y too)."""
+    """The constructed layer's prediction = one GD step from W₀ (vector y too)."""
     tokens, _, W0 = setup(c)
     model = icl.LinearTransformer(c["d"], c["d_out"], 1, form=c["form"])
     params = icl.gd_weights(c["d"], c["N"], c["eta"], d_out=c["d_out"], W0=W0, form=c["form"])
@@ -63,7 +63,7 @@ def test_one_layer_is_one_gd_step(backend, c):
 
 @given(c=settings_, K=st.integers(2, 3))
 def test_k_shared_layers_are_k_gd_steps(backend, c, K):
-    """Spec test 2: K shared layers = K GD steps; after layer l every context y slot is
+    """K shared layers = K GD steps; after layer l every context y slot is
     y_i − (W_l − W₀) x_i (the GD residual when W₀ = 0), the query's is −W_l x_q, x slots fixed."""
     tokens, _, W0 = setup(c)
     d, N = c["d"], c["N"]
@@ -83,7 +83,7 @@ def test_k_shared_layers_are_k_gd_steps(backend, c, K):
 
 @given(c=settings_, gamma=st.floats(0.0, 0.5), K=st.integers(1, 3))
 def test_gdpp_construction(backend, c, gamma, K):
-    """Spec test 3: the GD++ weights reproduce the explicit GD++ recursion at every layer,
+    """The GD++ weights reproduce the explicit GD++ recursion at every layer,
     and each layer maps Σ = Σ_i x_i x_iᵀ to (I − γΣ) Σ (I − γΣ)."""
     tokens, _, _ = setup(c)
     d, N = c["d"], c["N"]
@@ -105,7 +105,7 @@ def test_gdpp_construction(backend, c, gamma, K):
 @given(d=st.integers(1, 3), d_out=st.integers(1, 2), K=st.integers(1, 3), heads=st.integers(1, 2),
        d_key=st.integers(1, 4), seed=st.integers(0, 2**16))
 def test_merged_equals_full_model(backend, d, d_out, K, heads, d_key, seed):
-    """Spec test 4: random full-form params and their products P = Wv Wp, Q = Wq Wkᵀ give
+    """Random full-form params and their products P = Wv Wp, Q = Wq Wkᵀ give
     the same predictions (unshared layers, several heads)."""
     rng = RNG(seed)
     full = icl.LinearTransformer(d, d_out, K, shared=False, form="full", n_heads=heads, d_key=d_key, init_std=0.4)
@@ -118,7 +118,7 @@ def test_merged_equals_full_model(backend, d, d_out, K, heads, d_key, seed):
 
 @pytest.mark.parametrize("K", [1, 2, 3])
 def test_query_must_not_be_a_key(f64, K):
-    """Spec test 6 (keys/values convention): with the query among keys/values the GD
+    """Keys/values convention: with the query among keys/values the GD
     construction still gives GD for K = 1 from W₀ = 0 (the query's value is 0) but not for K ≥ 2."""
     d, N, eta = 4, 6, 1.3
     tokens, _ = icl.sample(RNG(K), 16, N, d)
@@ -151,7 +151,7 @@ def build_model(c, fast=True):
 
 @given(c=model_settings, fast=st.booleans())
 def test_linear_transformer_gradients(backend, c, fast):
-    """Spec test 5: hand-derived backward vs finite differences and torch autograd."""
+    """Hand-derived backward vs finite differences and torch autograd."""
     model, params, tokens = build_model(c, fast)
     assert_gradients(model, params, tokens)
 
@@ -208,8 +208,9 @@ def test_alignment_metrics(f64):
 
 @given(d=st.integers(1, 4), d_out=st.integers(1, 2), eta=st.floats(0.1, 5), form=st.sampled_from(["merged", "full"]))
 def test_effective_eta_of_construction(f64, d, d_out, eta, form):
-    if d_out == 1:
-        assert icl.effective_eta(icl.gd_weights(d, 7, eta, form=form), d, 7, form) == pytest.approx(eta, rel=1e-12)
+    """The GD construction implements step η for every output: its P_yy block is −(η/N) I."""
+    params = icl.gd_weights(d, 7, eta, d_out=d_out, form=form)
+    assert icl.effective_eta(params, d, 7, form) == pytest.approx(eta, rel=1e-12)
 
 
 def test_sample_law(f64):

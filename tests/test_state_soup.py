@@ -1,6 +1,6 @@
-"""Exact identities of the state algebra (P5, spec §6.2 and §6.4) on every backend, float64.
+"""Exact identities of the state algebra (P5, arXiv:2406.08423) on every backend, float64.
 
-Tolerance EXACT = 1e-10 relative (spec §1.3): both sides are the same real number computed
+Tolerance EXACT = 1e-10 relative: both sides are the same real number computed
 in a different order, so they differ by rounding only (observed ~1e-16).
 """
 import numpy as np
@@ -122,7 +122,7 @@ def test_sum_soup_of_lambda_one_states_is_gd_on_the_union(backend, d, lengths, e
 @given(D=st.integers(1, 4), H=st.integers(1, 2), T1=st.integers(1, 6), T2=st.integers(1, 6),
        seed=seeds)
 def test_sum_soup_of_constructed_attention_rnn_is_the_concatenation(backend, D, H, T1, T2, seed):
-    """The gated RNN built from a random causal LSA (spec §4.2): the output at the last token
+    """The gated RNN built from a random causal LSA (arXiv:2309.01775): the output at the last token
     from S(c₁) + S(c₂) equals the LSA on c₁∘c₂∘q (λ ∈ {0, 1}, so the sum is exact)."""
     rng = RNG(seed)
     lsa = LinearSelfAttention(D, n_heads=H, causal=True, form="full")
