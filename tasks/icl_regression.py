@@ -40,6 +40,7 @@ import dataclasses
 import functools
 import math
 from functools import reduce
+from typing import NamedTuple
 
 import array_api_compat
 import numpy as np
@@ -200,6 +201,12 @@ def tune_gd(tokens, targets, steps=1, *, plus=False, eta_range=None, gamma_range
 
 # -- the model -------------------------------------------------------------------------
 
+class LinearTransformerCache(NamedTuple):
+    out_shape: tuple        # (B, d_out), to validate dpred
+    T: int                  # tokens per task (N + 1)
+    layers: list            # one LinearSelfAttention cache per layer
+
+
 class LinearTransformer(Layer):
     """A residual stack of linear self-attention layers reading −(query y slot).
 
@@ -229,12 +236,18 @@ class LinearTransformer(Layer):
             return self.lsa.init(rng, dtype=dtype, backend=backend)
         return [self.lsa.init(r, dtype=dtype, backend=backend) for r in rng.spawn(self.n_layers)]
 
+    @property
+    def param_shapes(self):
+        one = self.lsa.param_shapes
+        return one if self.shared else [one] * self.n_layers
+
     def layer_params(self, params, l):
         return params if self.shared else params[l]
 
     def _run(self, params, tokens, fast):
         """Residual stream [H_0, ..., H_L] (H_L is the query row only when `fast`) and caches."""
         self.check_input(tokens, ndim=3, last=self.D, what="tokens")
+        self.check_params(params, tokens)
         T = tokens.shape[1]
         if T < 2:
             raise ValueError(f"{self.name}: expected tokens with N ≥ 1 context tokens and a query, got shape {tuple(tokens.shape)}")
@@ -253,11 +266,13 @@ class LinearTransformer(Layer):
 
     def forward(self, params, tokens):
         stream, caches = self._run(params, tokens, self.fast)
-        return -stream[-1][:, -1, self.d:], (tokens.shape[1], caches)   # (B, d_out)
+        pred = -stream[-1][:, -1, self.d:]                                  # (B, d_out)
+        return pred, LinearTransformerCache(tuple(pred.shape), tokens.shape[1], caches)
 
     def backward(self, params, cache, dpred):
-        T, caches = cache
-        xp = self.check_input(dpred, ndim=2, last=self.d_out, what="dpred")
+        self.check_dout(dpred, cache.out_shape)
+        T, caches = cache.T, cache.layers
+        xp = namespace(dpred)
         B = dpred.shape[0]
         zeros = xp.zeros((B, self.d), dtype=dpred.dtype, device=array_api_compat.device(dpred))
         dH = xp.expand_dims(xp.concat([zeros, -dpred], axis=-1), axis=1)    # dL/dH_L, query row

@@ -258,5 +258,5 @@ def test_linear_transformer_errors(f64):
     with pytest.raises(ValueError, match=r"LinearTransformer: expected tokens with N ≥ 1 context tokens"):
         model.forward(p, RNG(0).normal((2, 1, 4)))
     _, cache = model.forward(p, RNG(0).normal((2, 5, 4)))
-    with pytest.raises(ValueError, match=r"LinearTransformer: expected dpred of shape \(\.\.\., 1\), got shape \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"LinearTransformer: expected dout of shape \(2, 1\), got shape \(2, 2\)"):
         model.backward(p, cache, RNG(0).normal((2, 2)))
