@@ -24,15 +24,14 @@ output gates with D = η/N give ŷ: 2d neurons for d_out = 1.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import array_api_compat
 import numpy as np
 
-from tinynim.backend import asarray, get_backend, namespace, to_numpy, use_dtype
+from tinynim.backend import asarray, namespace, to_numpy, use_dtype
 from tinynim.claims import Claim
-from tinynim.experiment import Experiment, run, scaled
+from tinynim.experiment import Experiment, once_per_backend, run, scaled
 from tinynim.gradcheck import rel_error
 from tinynim.losses import mse
 from tinynim.nn.base import Layer
@@ -203,16 +202,9 @@ def _student_run(mult, steps=6000):
                       data=lambda rng, step: teacher_data(*_teacher(), 128, T_TEACHER)(rng, step))
 
 
-_teachers = {}
-
-
 def _teacher():
-    """The LSA teacher (seed 100) on the active backend and device, made once for each."""
-    b = get_backend()
-    key = (b.name, str(b.device), b.dtype)
-    if key not in _teachers:
-        _teachers[key] = lsa_teacher(3, 2, T_TEACHER, seed=100)
-    return _teachers[key]
+    """The LSA teacher (seed 100) on the active backend, device and dtype, made once for each."""
+    return once_per_backend(lambda: lsa_teacher(3, 2, T_TEACHER, seed=100), "P3 teacher")
 
 
 EXPERIMENTS = {
@@ -248,17 +240,11 @@ class Evaluation:
         self.gd_hp, self.gd = tune_gd(self.tokens, self.targets)
 
 
-_evaluations = {}
-
-
 def evaluation(quick_mode=None) -> Evaluation:
-    """The :class:`Evaluation` on the active backend and device (÷10 in quick mode)."""
-    b = get_backend()
-    key = (scaled(EVAL_TASKS, quick_mode=quick_mode), b.name, str(b.device))
-    if key not in _evaluations:
-        with use_dtype("float32"):
-            _evaluations[key] = Evaluation(key[0])
-    return _evaluations[key]
+    """The float32 :class:`Evaluation` on the active backend and device (÷10 in quick mode)."""
+    n = scaled(EVAL_TASKS, quick_mode=quick_mode)
+    with use_dtype("float32"):
+        return once_per_backend(lambda: Evaluation(n), "P3 evaluation", n)
 
 
 def student_metrics(student, params, n_probe=4096) -> dict:
@@ -281,7 +267,7 @@ def train(name, *, quick_mode=None, log=print, seed_offset=0):
     """Run EXPERIMENTS[name] (float32, active backend; seeds shifted by `seed_offset`):
     ``(metrics, Result)``."""
     exp = EXPERIMENTS[name]
-    exp = dataclasses.replace(exp, seed=exp.seed + seed_offset, data_seed=exp.data_seed + seed_offset)
+    exp = exp.reseeded(seed_offset)
     with use_dtype("float32"):
         result = run(exp, quick_mode=quick_mode, log=log)
         if name.startswith("student"):

@@ -36,7 +36,6 @@ paper (:data:`EXPERIMENTS`, :func:`measure`) and its claims (:data:`CLAIMS`).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from functools import reduce
@@ -46,9 +45,9 @@ import array_api_compat
 import numpy as np
 
 from tinynim.analysis import cosine, grid_search, jacobian
-from tinynim.backend import asarray, get_backend, namespace, to_numpy, use_dtype
+from tinynim.backend import asarray, namespace, to_numpy, use_dtype
 from tinynim.claims import Claim
-from tinynim.experiment import Experiment, run, scaled
+from tinynim.experiment import Experiment, once_per_backend, run, scaled
 from tinynim.losses import mse
 from tinynim.nn.base import Layer
 from tinynim.nn.linear_attention import LinearSelfAttention, merged_products, place_rows
@@ -420,18 +419,12 @@ class Evaluation:
         return tune_gd(self.tokens, self.targets, K, plus=plus)
 
 
-_evaluations = {}
-
-
 def evaluation(quick_mode=None) -> Evaluation:
-    """The :class:`Evaluation` on the active backend and device (EVAL_TASKS tasks, ÷10 in
-    quick mode), made once per backend, device and size."""
-    b = get_backend()
-    key = (scaled(EVAL_TASKS, quick_mode=quick_mode), b.name, str(b.device))
-    if key not in _evaluations:
-        with use_dtype("float32"):
-            _evaluations[key] = Evaluation(key[0])
-    return _evaluations[key]
+    """The float32 :class:`Evaluation` on the active backend and device (EVAL_TASKS tasks, ÷10
+    in quick mode), made once for each."""
+    n = scaled(EVAL_TASKS, quick_mode=quick_mode)
+    with use_dtype("float32"):
+        return once_per_backend(lambda: Evaluation(n), "P1 evaluation", n)
 
 
 def model_metrics(model, params, ev) -> dict:
@@ -488,7 +481,7 @@ def train(name, *, quick_mode=None, log=print, eval_every=None, seed_offset=0):
     ev = evaluation(quick_mode)
     with use_dtype("float32"):
         exp = EXPERIMENTS[name]
-        exp = dataclasses.replace(exp, seed=exp.seed + seed_offset, data_seed=exp.data_seed + seed_offset)
+        exp = exp.reseeded(seed_offset)
         model = exp.model()
         eval_fn = (lambda params, done: model_metrics(model, params, ev)) if eval_every else None
         result = run(exp, quick_mode=quick_mode, log=log, eval_fn=eval_fn, eval_every=eval_every)

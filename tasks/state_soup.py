@@ -23,7 +23,6 @@ so Φ = λ^T. The model functions below take such a layer and its params; the al
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import array_api_compat
@@ -326,7 +325,7 @@ def skills_host() -> np.ndarray:
 def train(name="soup_model", *, quick_mode=None, log=print, seed_offset=0):
     """Train the model (float64, active backend) and measure everything: ``(metrics, Result)``."""
     exp = EXPERIMENTS[name]
-    exp = dataclasses.replace(exp, seed=exp.seed + seed_offset, data_seed=exp.data_seed + seed_offset)
+    exp = exp.reseeded(seed_offset)
     with use_dtype("float64"):
         result = run(exp, quick_mode=quick_mode, log=log)
         return soup_metrics(result.model.rnn, result.params, skills_host(), quick_mode), result

@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from tinynim.backend import get_backend
 from tinynim.losses import mse
 from tinynim.random import RNG
 from tinynim.train import fit, supervised
@@ -70,6 +71,10 @@ class Experiment:
     forward_kw: dict = dataclasses.field(default_factory=dict)
     dtype: str | None = None                     # params' dtype (default: the active backend's)
 
+    def reseeded(self, offset: int) -> "Experiment":
+        """The same run with init and data seeds shifted by `offset` (seed-to-seed spread)."""
+        return dataclasses.replace(self, seed=self.seed + offset, data_seed=self.data_seed + offset)
+
 
 @dataclasses.dataclass
 class Result:
@@ -96,6 +101,22 @@ def run(exp: Experiment, *, quick_mode: bool | None = None, log=print, log_every
                           log_every=max(steps // 5, 1) if log_every is None else log_every,
                           eval_fn=eval_fn, eval_every=eval_every, **fit_kw)
     return Result(model, params, history, steps)
+
+
+# -- objects made once per backend ---------------------------------------------------------------
+
+_made: dict = {}
+
+
+def once_per_backend(make, *key):
+    """``make()`` once for each active backend, device and dtype (and `key`), then the same
+    object again: an evaluation set with its tuned baselines, a teacher network. Data live on
+    one device, so a cache that ignored the backend would hand numpy arrays to a torch run."""
+    b = get_backend()
+    full = (b.name, str(b.device), b.dtype) + key
+    if full not in _made:
+        _made[full] = make()
+    return _made[full]
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -131,5 +152,5 @@ def save_figure(fig, name: str, dpi: int = 120) -> Path:
     return path
 
 
-__all__ = ["Experiment", "Result", "run", "quick", "set_quick", "scaled", "QUICK_FACTOR",
+__all__ = ["Experiment", "Result", "run", "quick", "set_quick", "scaled", "QUICK_FACTOR", "once_per_backend",
            "figures_dir", "pyplot", "save_figure"]
