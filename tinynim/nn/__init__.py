@@ -16,6 +16,7 @@ from tinynim.nn.embedding import Embedding
 from tinynim.nn.positional import SinusoidalPositional, sinusoidal
 from tinynim.nn.attention import SoftmaxAttention
 from tinynim.nn.linear_attention import LinearSelfAttention
+from tinynim.nn.mesa import MesaLayer, sherman_morrison_inverses
 from tinynim.nn.transformer import TransformerBlock
 from tinynim.nn.recurrent import GatedLinearRNN
 
@@ -23,5 +24,6 @@ REGISTRY: dict[str, type] = collect_layers(__name__)
 
 __all__ = ["Layer", "REGISTRY", "collect_layers", "Linear", "ACTIVATIONS", "GELU", "ReLU", "Sigmoid",
            "Softplus", "Tanh", "Residual", "Sequential", "MLP", "LayerNorm", "Embedding",
-           "SinusoidalPositional", "sinusoidal", "SoftmaxAttention", "LinearSelfAttention",
+           "SinusoidalPositional", "sinusoidal", "SoftmaxAttention", "LinearSelfAttention", "MesaLayer",
+           "sherman_morrison_inverses",
            "TransformerBlock", "GatedLinearRNN"]

@@ -1,0 +1,67 @@
+"""The mesa layer (P2, arXiv:2309.05858): one training step of ``tinynim.nn.MesaLayer``.
+
+B = 64 sequences, T = 30, D = 16, one head, d_key = 4, float32, ½-MSE against a fixed random
+target. tinynim: the hand-derived backward (score form: the cache holds q, k, v, u, y; H_t is
+rebuilt by a prefix sum for the one backward solve). torch / JAX: the same forward written
+with ``linalg.solve`` on every H_t = Σ_{i≤t} k_i k_iᵀ + I/λ (λ = exp(log_lam)), differentiated
+by autograd / ``jit(value_and_grad)``.
+
+    python -m benchmarks.run --only mesa
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.common import Case, f32, host_flat, jax_step, torch_step
+
+B, T, D, K = 64, 30, 16, 4
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    return f32(rng.uniform(-1, 1, (B, T, D))), f32(rng.standard_normal((B, T, D)))
+
+
+def _params():
+    from tinynim.nn.mesa import MesaLayer
+    from tinynim.random import RNG
+    layer = MesaLayer(D, 1, K, init_std=0.3)
+    return layer, layer.init(RNG(0), dtype="float32")
+
+
+def _textbook_loss(xp, cumsum):
+    """The mesa forward in any library with `@`, ``linalg.solve`` and a prefix sum."""
+    def loss(p, x, target):
+        W = lambda name: p[name][0]                                    # one head
+        q, k, v = x @ W("Wq"), x @ W("Wk"), x @ W("Wv")                # (B, T, K)
+        eye = xp.eye(K, dtype=x.dtype)
+        H = cumsum(k[..., :, None] * k[..., None, :]) + xp.exp(-p["log_lam"][0]) * eye
+        u = xp.linalg.solve(H, q[..., None])[..., 0]                   # (B, T, K)
+        mask = xp.tril(xp.ones((T, T), dtype=x.dtype))
+        y = ((u @ k.mT) * mask) @ v
+        diff = y @ W("Wp") - target
+        return 0.5 * (diff * diff).sum() / x.shape[0]
+    return loss
+
+
+def setup(impl):
+    layer, params = _params()
+    x, target = _data()
+    if impl == "torch":
+        import torch
+        return torch_step(_textbook_loss(torch, lambda a: torch.cumsum(a, dim=1)), host_flat(params), x, target)
+    if impl == "jax":
+        import jax.numpy as jnp
+        return jax_step(_textbook_loss(jnp, lambda a: jnp.cumsum(a, axis=1)), host_flat(params), x, target)
+    from tinynim.backend import asarray
+    from tinynim.losses import mse
+    xs, ts = asarray(x), asarray(target)
+
+    def step():
+        out, cache = layer.forward(params, xs)
+        value, dout = mse(out, ts)
+        return value, layer.backward(params, cache, dout)[1]
+    return step
+
+
+CASES = [Case("Mesa", setup, info=f"1 head, B={B}, T={T}, D={D}, d_key={K}")]
