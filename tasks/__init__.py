@@ -10,7 +10,7 @@ nothing in ``tinynim/`` imports it. Each module listed in :data:`PAPERS` defines
 """
 import importlib
 
-PAPERS = ("tasks.icl_regression", "tasks.gated_rnn_attention", "tasks.state_soup")
+PAPERS = ("tasks.icl_regression", "tasks.mesa_optimization", "tasks.gated_rnn_attention", "tasks.state_soup")
 
 
 def paper_modules():

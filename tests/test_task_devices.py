@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from tasks import gated_rnn_attention as p3, icl_regression as p1, state_soup as p5
+from tasks import gated_rnn_attention as p3, icl_regression as p1, mesa_optimization as p2, state_soup as p5
 from tinynim.backend import use_backend
 from tinynim.experiment import run
 from tinynim.random import RNG
@@ -41,6 +41,23 @@ def test_icl_regression_on_device1(device1):
     assert on_device1(dx, *grads.values())
     result = run(dataclasses.replace(p1.EXPERIMENTS["one_layer"], steps=3, data=p1.regression_data(8, 5, 10)), log=None)
     assert on_device1(*result.params.values())
+
+
+def test_mesa_optimization_on_device1(device1):
+    s = p2.sample_dynamics(RNG(0), 6, 8, 2)
+    tokens = p2.constructed_tokens(s)
+    preds = [p2.online_ridge(s, 2.0), p2.ridge_official(s, 0.5), p2.gd_one_step(s, 0.1),
+             p2.RidgeSpectrum(s).predict(2.0), p2.preconditioned_inputs(s, 2.0)]
+    assert on_device1(tokens, *preds)
+    assert max(p2.construction_errors().values()) < 1e-10
+    for model in (p2.SequencePredictor(2, 1, mesa=True), p2.SequencePredictor(2, 2, 2)):
+        params = model.init(RNG(1))
+        pred, cache = model.forward(params, tokens)
+        dx, grads = model.backward(params, cache, pred)
+        assert on_device1(pred, dx, *[g for layer in grads for g in layer.values()], *model.stream(params, tokens))
+    exp = dataclasses.replace(p2.EXPERIMENTS["mesa"], steps=3, data=p2.sequence_data(4, 6, 2),
+                              model=lambda: p2.SequencePredictor(2, 1, mesa=True))
+    assert on_device1(*run(exp, log=None).params[0].values())
 
 
 def test_gated_rnn_attention_on_device1(device1):
