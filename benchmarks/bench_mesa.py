@@ -1,10 +1,14 @@
-"""The mesa layer (P2, arXiv:2309.05858): one training step of ``tinynim.nn.MesaLayer``.
+"""P2 (arXiv:2309.05858): one training step of the mesa layer and of the deep linear model.
 
-B = 64 sequences, T = 30, D = 16, one head, d_key = 4, float32, ½-MSE against a fixed random
-target. tinynim: the hand-derived backward (score form: the cache holds q, k, v, u, y; H_t is
-rebuilt by a prefix sum for the one backward solve). torch / JAX: the same forward written
-with ``linalg.solve`` on every H_t = Σ_{i≤t} k_i k_iᵀ + I/λ (λ = exp(log_lam)), differentiated
-by autograd / ``jit(value_and_grad)``.
+* Mesa: ``tinynim.nn.MesaLayer``, B = 64 sequences, T = 30, D = 16, one head, d_key = 4,
+  float32, ½-MSE against a fixed random target. tinynim: the hand-derived backward (score
+  form: the cache holds q, k, v, u, y; H_t is rebuilt by a prefix sum for the one backward
+  solve). torch / JAX: the same forward written with ``linalg.solve`` on every
+  H_t = Σ_{i≤t} k_i k_iᵀ + I/λ (λ = exp(log_lam)), differentiated by autograd /
+  ``jit(value_and_grad)``.
+* Deep LSA: ``tasks.mesa_optimization.SequencePredictor(4, 3, 4)`` (3 causal LSA layers of 4
+  heads, key size 4, residual) on constructed tokens of linear dynamics, B = 64, T = 30, the
+  official loss Σ‖ŝ − s‖²/(2BT); torch / JAX: the textbook masked-score forward.
 
     python -m benchmarks.run --only mesa
 """
@@ -64,4 +68,41 @@ def setup(impl):
     return step
 
 
-CASES = [Case("Mesa", setup, info=f"1 head, B={B}, T={T}, D={D}, d_key={K}")]
+def _deep_textbook(xp, n_layers, n_heads, d):
+    def loss(p, tokens, target):
+        H = tokens
+        mask = xp.tril(xp.ones((T, T), dtype=tokens.dtype))
+        for l in range(n_layers):
+            W = lambda name, h: p[f"{l}/{name}"][h]
+            H = H + sum(((((H @ W("Wq", h)) @ (H @ W("Wk", h)).mT) * mask) @ (H @ W("Wv", h))) @ W("Wp", h)
+                        for h in range(n_heads))
+        diff = H[..., :d] - target
+        return 0.5 * (diff * diff).sum() / (tokens.shape[0] * T)
+    return loss
+
+
+def setup_deep(impl):
+    from tasks import mesa_optimization as p2
+    from tinynim.backend import asarray, to_numpy, use_backend
+    from tinynim.random import RNG
+    from tinynim.train import supervised
+    d, n_layers, n_heads = 4, 3, 4
+    model = p2.SequencePredictor(d, n_layers, n_heads, init_std=0.1)
+    with use_backend("numpy", dtype="float32"):
+        params = model.init(RNG(0))
+        tokens, target = (f32(to_numpy(a)) for a in p2.sequence_data(B, T, d)(RNG(1), 0))
+    flat = {f"{l}/{k}": to_numpy(v) for l, layer in enumerate(params) for k, v in layer.items()}
+    if impl == "torch":
+        import torch
+        return torch_step(_deep_textbook(torch, n_layers, n_heads, d), flat, tokens, target)
+    if impl == "jax":
+        import jax.numpy as jnp
+        return jax_step(_deep_textbook(jnp, n_layers, n_heads, d), flat, tokens, target)
+    params = [{k: asarray(v) for k, v in layer.items()} for layer in params]
+    step = supervised(model, p2.sequence_mse)
+    batch = (asarray(tokens), asarray(target))
+    return lambda: step(params, batch, 0)
+
+
+CASES = [Case("Mesa", setup, info=f"1 head, B={B}, T={T}, D={D}, d_key={K}"),
+         Case("DeepLSA", setup_deep, info=f"3 causal LSA layers x 4 heads, d=4 (D=16), B={B}, T={T}")]
