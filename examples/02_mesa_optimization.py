@@ -146,10 +146,11 @@ for key in ("probe_next", "probe_precond"):
 
 # %% [markdown]
 # ## Figures
-# Left: loss per position (log scale). The official 2-layer sandbox (d = 10, T = 50) shows
-# the shape of a deep linear model's curve: fast descent in the first tokens, then a floor
-# far above ridge's; the mesa layer follows ridge down to the noise floor.
-# Right: probe R² per layer of the 3-layer LSA.
+# Left: loss per position (log scale). One GD step falls to a minimum in the middle of the
+# sequence and rises again: its step size is fixed while the sums it adds grow with t, so it
+# overshoots late. The trained LSAs share that shape, as does the official 2-layer sandbox
+# (d = 10, T = 50, its stored per-position losses). The mesa layer follows ridge down towards
+# the noise floor. Right: probe R² per layer of the 3-layer LSA.
 
 # %%
 plt = pyplot()

@@ -182,3 +182,18 @@ def test_mesa_errors(f64):
         layer.forward(p, asarray(np.ones((2, 3, 4)), "int64"))
     with pytest.raises(ValueError, match=r"sherman_morrison_inverses: expected k of shape \(\.\.\., T, d\)"):
         sherman_morrison_inverses(asarray(np.ones(3)), 1.0)
+
+
+def test_cache_sizes(f64):
+    """The memory question: the score-form cache (default) holds x and five (B, H, T, k)
+    arrays, O(T·(D + k)) numbers per sequence; the plain path also keeps H_t and G_t, two
+    (B, H, T, k, k) arrays: the O(T·k²) per head and sequence the score form avoids."""
+    B, T, D, H, k = 2, 7, 5, 3, 4
+    x = RNG(0).normal((B, T, D))
+    size = {}
+    for fast in (True, False):
+        layer = MesaLayer(D, H, k, fast=fast)
+        _, cache = layer.forward(layer.init(RNG(1)), x)
+        size[fast] = sum(math.prod(a.shape) for a in cache)
+    assert size[True] == B * T * D + 5 * B * H * T * k + H
+    assert size[False] == size[True] + 2 * B * H * T * k * k

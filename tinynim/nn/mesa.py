@@ -50,7 +50,8 @@ Two paths, tested equal (``fast=False`` reads first below):
   prefix sums. Its cache holds H_t and G_t: 2·T·k² numbers per head and sequence.
 * **score form** (``fast=True``, the default): y = ((U Kᵀ) ⊙ M) V and the score-form backward.
   Its cache holds x, q, k, v, u, y only, O(T·(D + k)) per sequence (no T·k² term): the
-  backward rebuilds H_t by the same prefix sum (a transient) to solve for b. Storing every
+  backward rebuilds H_t by the same prefix sum (a transient) to solve for b; its other
+  transients are the three (T×T) score matrices per head. Storing every
   H_t or R_t = H_t⁻¹ costs T·k² per head and sequence, which dominates when k is large (the
   paper's k = 20: 400 numbers per position against 20). The official code instead keeps
   only R_T and walks back by the inverse Sherman–Morrison update, which divides by
