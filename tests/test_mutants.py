@@ -1,0 +1,72 @@
+"""Tests written for mutants that survived the suite (issue 19, tools/mutate.py): each one
+fails with that single-line bug and passes on the correct code.
+
+* the two clippings of ``Optimizer.clip`` swapped (global norm before element-wise);
+* a mean over heads instead of the sum in ``tasks.icl_regression.effective_eta``;
+* the two decays swapped in ``tasks.state_soup.split_predictions`` (invisible with equal
+  halves);
+* the max subtraction dropped from the unmasked softmax fast path: see
+  ``tests/test_routes.py::test_softmax_unmasked_fast_path_equals_masked_path``.
+"""
+import numpy as np
+import pytest
+
+import tasks.icl_regression as icl
+from tasks.state_soup import compose, context_state, decay, predict_from_state, split_predictions
+from tinynim.backend import asarray
+from tinynim.nn.recurrent import RECURRENCES, GatedLinearRNN
+from tinynim.optim import SGD
+from tinynim.random import RNG
+from helpers import assert_close, host
+
+EXACT = 1e-10      # same real numbers, different order of float64 operations (observed ~1e-15)
+
+
+@pytest.mark.parametrize("make", [lambda **kw: SGD(1.0, **kw), lambda **kw: SGD(1.0, 0.9, **kw)])
+def test_clip_value_then_clip_norm_by_hand(backend, make):
+    """g = [3, 0.1, −0.2], clip_value 0.5, clip_norm 1: element-wise first gives
+    [0.5, 0.1, −0.2] (norm 0.548 < 1, so the norm clip leaves it); the other order would give
+    [0.5, 0.033, −0.067]. One SGD step with lr 1 from 0 moves by minus that gradient."""
+    opt = make(clip_norm=1.0, clip_value=0.5)
+    params = {"w": asarray(np.zeros(3))}
+    new, _ = opt.update({"w": asarray(np.array([3.0, 0.1, -0.2]))}, opt.init(params), params)
+    np.testing.assert_allclose(host(new["w"]), [-0.5, -0.1, 0.2], rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("form", ["merged", "full"])
+@pytest.mark.parametrize("etas", [(0.4, 0.4), (0.3, 0.5), (1.2, -0.4)])
+def test_effective_eta_sums_over_heads(f64, form, etas):
+    """Two heads, each a GD construction with its own η_h, implement one GD step with
+    η = Σ_h η_h (each head adds its own update to the query): effective_eta reports the sum
+    and the 2-head layer predicts as explicit GD with that η."""
+    d, N = 3, 7
+    heads = [icl.gd_weights(d, N, eta, form=form) for eta in etas]
+    params = {k: asarray(np.concatenate([host(h[k]) for h in heads])) for k in heads[0]}
+    assert icl.effective_eta(params, d, N, form) == pytest.approx(sum(etas), rel=1e-12)
+    model = icl.LinearTransformer(d, n_heads=2, form=form)
+    tokens, _ = icl.sample(RNG(1), 4, N, d)
+    assert_close(model(params, tokens), icl.gd_predict(tokens, sum(etas)), EXACT, "2-head GD step")
+
+
+@pytest.mark.parametrize("recurrence", RECURRENCES)
+@pytest.mark.parametrize("N, n_first", [(7, None), (7, 2), (9, 6)])
+def test_split_predictions_with_unequal_halves(backend, recurrence, N, n_first):
+    """With |c₁| ≠ |c₂| the decays Φ(c₁) ≠ Φ(c₂): 'exact' (Φ(c₂) ⊙ s(c₁) + s(c₂)) equals
+    reading the whole context; the soups and 'half' equal their definitions."""
+    rng = RNG(N)
+    rnn = GatedLinearRNN(3, 5, 1, recurrence=recurrence)
+    params = rnn.init(rng)
+    tokens = rng.normal((3, N + 1, 3))
+    preds = split_predictions(rnn, params, tokens, n_first)
+    k = N // 2 if n_first is None else n_first
+    assert_close(preds["exact"], preds["full"], EXACT, "exact recombination vs full context")
+    s1 = context_state(rnn, params, tokens[:, :k, :])
+    s2 = context_state(rnn, params, tokens[:, k:N, :])
+    query = tokens[:, N:, :]
+    phi2 = host(decay(rnn, params, N - k))
+    assert np.abs(phi2 - host(decay(rnn, params, k))).max() > 1e-3        # the halves differ
+    assert_close(compose([s1, s2], [decay(rnn, params, k), decay(rnn, params, N - k)])[0],
+                 phi2 * host(s1) + host(s2), EXACT, "compose")
+    expect = {"none": None, "half": s1, "sum": s1 + s2, "mean": (s1 + s2) / 2}
+    for key, state in expect.items():
+        assert_close(preds[key], predict_from_state(rnn, params, state, query), EXACT, key)
