@@ -1,25 +1,34 @@
 """Assertions shared by the layer tests."""
+import importlib.util
+import warnings
+
 import numpy as np
-import pytest
 
 from tinynim.gradcheck import check_layer, rel_error
 from tinynim.backend import to_numpy
 
+# rtol of each check (tinynim.gradcheck: passed iff ‖Δ‖ ≤ atol·noise + rtol·‖ref‖; the
+# absolute part, in units of the check's rounding noise, keeps tiny or exactly-zero
+# gradients from crying wolf, so these relative tolerances stay strict):
 FD_TOL = 1e-7       # central differences, eps=1e-6, float64, smooth layers: truncation O(eps²)
                     # ~1e-12 plus rounding ~1e-16·|L|/eps ~1e-9; 1e-7 leaves two decades of slack
 KINK_TOL = 1e-4     # layers with kinks (ReLU): a probe may straddle a kink at distance < eps
 TORCH_TOL = 1e-10   # same maths, same float64 arithmetic up to operation order
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def assert_gradients(layer, params, x, kwargs=None, *, fd_tol=FD_TOL, max_coords=None, seed=0):
-    """Backward vs central finite differences AND vs torch autograd on the same forward."""
-    errors = check_layer(layer, params, x, kwargs, seed=seed, max_coords=max_coords)
-    bad = {k: e for k, e in errors.items() if not e <= fd_tol}
-    assert not bad, f"{layer.name}: finite-difference errors above {fd_tol}: {bad}"
-    pytest.importorskip("torch")
-    errors = check_layer(layer, params, x, kwargs, seed=seed, method="torch")
-    bad = {k: e for k, e in errors.items() if not e <= TORCH_TOL}
-    assert not bad, f"{layer.name}: torch-autograd errors above {TORCH_TOL}: {bad}"
+    """Backward vs central finite differences AND vs torch autograd on the same forward.
+
+    The finite-difference check always runs and counts; without torch only the autograd
+    half is left out (with a warning), the test is not skipped."""
+    fd = check_layer(layer, params, x, kwargs, seed=seed, max_coords=max_coords, rtol=fd_tol)
+    assert fd.passed, f"{layer.name}: {fd.report()}"
+    if not HAS_TORCH:
+        warnings.warn("torch is not installed: gradients checked by finite differences only", UserWarning)
+        return
+    oracle = check_layer(layer, params, x, kwargs, seed=seed, method="torch", rtol=TORCH_TOL)
+    assert oracle.passed, f"{layer.name}: {oracle.report()}"
 
 
 def assert_close(a, b, tol=1e-10, what=""):

@@ -6,14 +6,19 @@ fails with that single-line bug and passes on the correct code.
 * the two decays swapped in ``tasks.state_soup.split_predictions`` (invisible with equal
   halves);
 * the max subtraction dropped from the unmasked softmax fast path: see
-  ``tests/test_routes.py::test_softmax_unmasked_fast_path_equals_masked_path``.
+  ``tests/test_routes.py::test_softmax_unmasked_fast_path_equals_masked_path``;
+* found by the harness: an output-gate index ``g0 − a·d_k + b`` instead of ``g0 + a·d_k + b``
+  in ``gated_rnn_from_attention`` (a permutation within one head, a collision across heads
+  when d_v ≥ 2).
 """
 import numpy as np
 import pytest
 
 import tasks.icl_regression as icl
+from tasks.gated_rnn_attention import gated_rnn_from_attention
 from tasks.state_soup import compose, context_state, decay, predict_from_state, split_predictions
 from tinynim.backend import asarray
+from tinynim.nn.linear_attention import LinearSelfAttention
 from tinynim.nn.recurrent import RECURRENCES, GatedLinearRNN
 from tinynim.optim import SGD
 from tinynim.random import RNG
@@ -70,3 +75,15 @@ def test_split_predictions_with_unequal_halves(backend, recurrence, N, n_first):
     expect = {"none": None, "half": s1, "sum": s1 + s2, "mean": (s1 + s2) / 2}
     for key, state in expect.items():
         assert_close(preds[key], predict_from_state(rnn, params, state, query), EXACT, key)
+
+
+@pytest.mark.parametrize("form, H, d_key", [("full", 2, 2), ("full", 3, 3), ("merged", 2, None)])
+def test_attention_rnn_with_several_heads_and_wide_keys(backend, form, H, d_key):
+    """The construction with H ≥ 2 heads and d_v = d_k ≥ 2 (each head's d_v·d_k output gates
+    must not collide with another head's) equals the causal LSA at every step."""
+    rng = RNG(H)
+    lsa = LinearSelfAttention(3, H, d_key, causal=True, form=form, init_std=0.5)
+    params = lsa.init(rng)
+    rnn, rnn_params = gated_rnn_from_attention(lsa, params)
+    x = rng.normal((2, 5, 3))
+    assert_close(rnn(rnn_params, x), lsa(params, x), EXACT, "gated RNN vs causal LSA")

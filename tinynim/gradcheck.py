@@ -13,14 +13,84 @@ gradient is exactly what ``backward(params, cache, dout=R)`` returns.
 
 ``rel_error(a, b) = ‖a − b‖ / max(‖a‖ + ‖b‖, tiny)`` (a norm-wise error: robust to single
 tiny entries, 0 for equal arrays, 1 for opposite ones).
+
+**Verdict.** A relative error alone cries wolf on tiny or exactly-zero gradients, whose
+reference is all rounding noise. :func:`check_layer` therefore judges each array as
+torch.autograd.gradcheck does, |a − b| ≤ atol + rtol |b|, but norm-wise and with the
+absolute part measured in units of the check's own rounding noise δ::
+
+    passed  ⇔  ‖a − b‖ ≤ atol · δ · √n + rtol · ‖b‖          (n probed coordinates)
+
+* finite differences: δ = u · S / eps, the error that rounding (u = 2.2e-16 in float64) of
+  the probe loss L, of magnitude S = Σ_j |out_j R_j|, leaves in (L₊ − L₋) / 2eps;
+* torch autograd: δ = u · G, G the largest reference gradient entry of the whole check: the
+  same maths summed in another order differs by a few u times the magnitudes involved.
+
+An error above the noise floor (a wrong formula) fails at any gradient size that the
+method can resolve; a gradient below it (say 1e-12 next to O(1) ones) is judged by its
+absolute error only, and an exactly-zero reference passes iff the analytic gradient is
+zero up to that noise. Defaults in :data:`TOLERANCES`.
 """
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import array_api_compat
 
 from tinynim.backend import namespace, to_numpy
 from tinynim.tree import leaves_with_paths, set_leaf, tree_map, get
+
+
+U = float(np.finfo(np.float64).eps)     # float64 unit roundoff (×2), 2.2e-16
+# (rtol, atol) per method: rtol on the norm of the reference; atol in units of the noise δ.
+# FD: the relative error of a smooth layer is ~1e-9 (truncation eps² ~ 1e-12, rounding
+# ~ δ), so rtol 1e-7 leaves two decades of slack; atol 100: the rounding error of L is a few
+# u·S for a well-conditioned forward, up to ~30 u·S where it cancels (LayerNorm, softmax).
+# torch: the same float64 maths in another order (~1e-15 relative); rtol 1e-10, atol 1000.
+TOLERANCES = {"fd": (1e-7, 100.0), "torch": (1e-10, 1000.0)}
+
+
+@dataclass(frozen=True)
+class ArrayCheck:
+    """One array of a gradient check: ``passed`` iff ``error <= tolerance``."""
+
+    error: float            # ‖analytic − reference‖ over the probed coordinates
+    norm: float             # ‖reference‖
+    rel_error: float        # rel_error(analytic, reference)
+    noise: float            # δ·√n: the rounding noise of the reference, norm-wise
+    tolerance: float        # atol·noise + rtol·norm
+
+    @property
+    def passed(self) -> bool:
+        return self.error <= self.tolerance
+
+    def __str__(self):
+        return (f"‖Δ‖ {self.error:.2e} {'≤' if self.passed else '>'} tol {self.tolerance:.2e} "
+                f"(‖ref‖ {self.norm:.2e}, noise {self.noise:.1e}, rel {self.rel_error:.1e})")
+
+
+class GradientCheck(dict):
+    """``{path: rel_error}`` for every checked array (a plain dict of floats, as before), with
+    the verdict: :attr:`arrays` ``{path: ArrayCheck}``, :attr:`passed`, :meth:`failures`."""
+
+    def __init__(self, arrays: dict, method: str, rtol: float, atol: float):
+        super().__init__({k: c.rel_error for k, c in arrays.items()})
+        self.arrays, self.method, self.rtol, self.atol = arrays, method, rtol, atol
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.arrays.values())
+
+    def failures(self) -> dict:
+        return {k: c for k, c in self.arrays.items() if not c.passed}
+
+    def report(self) -> str:
+        """One line per failing array (or 'ok'), naming the criterion."""
+        bad = self.failures()
+        head = f"{self.method} check (rtol {self.rtol:g}, atol {self.atol:g}·noise)"
+        return head + (": ok" if not bad else "".join(f"\n  {k}: {c}" for k, c in bad.items()))
 
 
 def rel_error(a, b) -> float:
@@ -66,6 +136,12 @@ def _probe(out_tree, cot_tree) -> float:
                for (_, o), (_, c) in zip(leaves_with_paths(out_tree), leaves_with_paths(cot_tree)))
 
 
+def _probe_magnitude(out_tree, cot_tree) -> float:
+    """S = Σ_j |out_j R_j|: the magnitude of the terms of the probe loss."""
+    return sum(float(np.sum(np.abs(to_numpy(o).astype(np.float64) * c)))
+               for (_, o), (_, c) in zip(leaves_with_paths(out_tree), leaves_with_paths(cot_tree)))
+
+
 def _like(host, ref):
     """Host array -> an array in `ref`'s namespace, dtype and device."""
     xp = namespace(ref)
@@ -74,6 +150,21 @@ def _like(host, ref):
 
 def _is_float(a):
     return a is not None and namespace(a).isdtype(a.dtype, "real floating")
+
+
+def perturb(params, seed=0, scale=0.5):
+    """``params`` + scale · N(0, 1) · s, array by array, s = the array's RMS (1 if it is all
+    zero), drawn on the host from the stream ``[seed, 3]``: a gradient check at init values
+    can hide a missing factor (LayerNorm's γ = 1, a zero bias) that random values expose."""
+    rng = np.random.default_rng([seed, 3])
+
+    def noisy(a):
+        if not _is_float(a):
+            return a
+        host = to_numpy(a).astype(np.float64)
+        s = float(np.sqrt(np.mean(host * host))) if host.size else 0.0
+        return _like(host + scale * (s or 1.0) * rng.standard_normal(host.shape), a)
+    return tree_map(noisy, params)
 
 
 def cotangent(out, seed=0):
@@ -86,14 +177,21 @@ def cotangent(out, seed=0):
 
 
 def check_layer(layer, params, x, kwargs=None, *, seed=0, eps=1e-6, max_coords=None,
-                method="fd") -> dict:
+                method="fd", rtol=None, atol=None) -> GradientCheck:
     """Compare ``layer.backward`` with finite differences (``method="fd"``) or torch
-    autograd (``method="torch"``). Returns ``{path: rel_error}`` for every float input
-    (``"x"``, ``"x/0"``, ...) and every parameter (``"W"``, ``"attn/Wq"``, ...).
+    autograd (``method="torch"``) on the probe L = Σ ⟨out, R⟩.
 
-    `max_coords` probes at most that many random coordinates per array (fd only).
-    Run it in float64: finite differences in float32 are too coarse to mean anything.
+    Returns a :class:`GradientCheck`: ``{path: rel_error}`` for every float input (``"x"``,
+    ``"x/0"``, ...) and every parameter (``"W"``, ``"attn/Wq"``, ...), plus the verdict
+    ``.passed`` / ``.failures()`` by the criterion of the module docstring with `rtol`,
+    `atol` (defaults: :data:`TOLERANCES`). `max_coords` probes at most that many random
+    coordinates per array (fd only). Run it in float64: finite differences in float32 are
+    too coarse to mean anything.
     """
+    if method not in TOLERANCES:
+        raise ValueError(f"check_layer: method must be 'fd' or 'torch', got {method!r}")
+    rtol = TOLERANCES[method][0] if rtol is None else rtol
+    atol = TOLERANCES[method][1] if atol is None else atol
     kwargs = kwargs or {}
     out, cache = layer.forward(params, x, **kwargs)
     R = cotangent(out, seed)
@@ -101,20 +199,26 @@ def check_layer(layer, params, x, kwargs=None, *, seed=0, eps=1e-6, max_coords=N
     analytic = {"x": dx, "params": grads}
     if method == "torch":
         reference = torch_autograd(layer, params, x, R, kwargs)
-    elif method == "fd":
-        reference = _finite_differences(layer, params, x, R, kwargs, eps, max_coords, seed)
     else:
-        raise ValueError(f"check_layer: method must be 'fd' or 'torch', got {method!r}")
-    errors = {}
+        reference = _finite_differences(layer, params, x, R, kwargs, eps, max_coords, seed)
+    pairs = {}
     for path, ref in leaves_with_paths(reference):
         got = get(analytic, path)
         if got is None:
             raise AssertionError(f"{layer.name}: backward returned no gradient for {path}")
         got, ref = to_numpy(got).astype(np.float64), np.asarray(ref)
         mask = ~np.isnan(ref)
-        key = path.removeprefix("params/")
-        errors[key] = rel_error(got[mask], ref[mask])
-    return errors
+        pairs[path.removeprefix("params/")] = (got[mask], ref[mask])
+    if method == "fd":
+        delta = U * _probe_magnitude(out, R) / eps
+    else:
+        delta = U * max((float(np.max(np.abs(r), initial=0.0)) for _, r in pairs.values()), default=0.0)
+    arrays = {}
+    for key, (got, ref) in pairs.items():
+        norm, noise = float(np.linalg.norm(ref)), delta * math.sqrt(ref.size)
+        arrays[key] = ArrayCheck(float(np.linalg.norm(got - ref)), norm, rel_error(got, ref), noise,
+                                 atol * noise + rtol * norm)
+    return GradientCheck(arrays, method, rtol, atol)
 
 
 def _finite_differences(layer, params, x, R, kwargs, eps, max_coords, seed):

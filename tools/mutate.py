@@ -16,8 +16,12 @@ tree (a temporary directory per job): the repository is never touched.
 
 A mutant is run against the test files mapped to its module (those that import it, own
 test file first; fast), stopping at the first failure; if it survives, against the whole
-non-slow suite. It is *killed* when a test fails, the suite cannot be collected, or the run
-exceeds its timeout (an endless loop). Survivors that are real equivalents (no test could
+non-slow suite. Both stages run the numpy instance of backend-parametrised tests only (the
+maths is the same on every backend); a mutant that survives them meets the whole non-slow
+suite on every backend (code about backends meets every backend from the start). It is
+*killed* when a test fails, the suite cannot be collected, or the run exceeds its timeout
+(an endless loop). Slow (trained) tests are not run: a mutant that only they could catch
+counts as a survivor. Survivors that are real equivalents (no test could
 tell them apart from the original) are listed with a reason in
 ``tools/mutation_equivalents.txt``; any other survivor is reported as *unexplained* and
 makes the exit code 1. The score is killed / (run − listed equivalents).
@@ -55,7 +59,13 @@ COPY_IGNORE = (".git", "__pycache__", ".hypothesis", ".pytest_cache", "*.pyc", "
                "build", "dist", ".whl", ".gl", "figures", "results")
 PYTEST_ARGS = ["-q", "-x", "--tb=no", "-rfE", "-p", "no:cacheprovider", "-m", "not slow",
                "--no-header"]
+# Stages: the mapped test files, then the whole non-slow suite, both on the numpy backend
+# only (the maths is the same on every backend); a survivor then meets every backend. Code
+# about backends themselves runs every backend from the start.
+STAGES = ("mapped", "full", "all")
+ALL_BACKENDS = ("tinynim/backend.py", "tinynim/random.py", "tinynim/checkpoint.py", "tinynim/__main__.py")
 VALIDATION_CALLS = {"check_input", "require_keys", "isinstance", "print", "log"}
+SKIP_FUNCTIONS = {"example", "examples"}      # test fixtures: any small valid instance will do
 COMMUTATIVE = {"min", "max", "maximum", "minimum", "add", "multiply", "hypot", "logical_and", "logical_or"}
 SWAPS = {"sum": "mean", "mean": "sum", "max": "min", "min": "max", "maximum": "minimum",
          "minimum": "maximum", "argmax": "argmin", "argmin": "argmax"}
@@ -185,6 +195,8 @@ class _Finder(ast.NodeVisitor):
         self.stack.pop()
 
     def visit_FunctionDef(self, node):
+        if node.name in SKIP_FUNCTIONS:
+            return
         self.stack.append(node.name)
         body = node.body
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
@@ -265,6 +277,8 @@ class _Finder(ast.NodeVisitor):
 
     def visit_BinOp(self, node):
         L, R, op = node.left, node.right, node.op
+        for c in (L, R):
+            self._factor(c)
         if isinstance(op, ast.Add):
             self.add(node, "drop_term", L)
             self.add(node, "drop_term", R)
@@ -298,7 +312,9 @@ class _Finder(ast.NodeVisitor):
             self.add(node, "transpose", node.value)
         self.generic_visit(node)
 
-    def visit_Constant(self, node):
+    def _factor(self, node):
+        """Factor 2 / ½ on a numeric literal that is an operand of arithmetic (not a size, a
+        seed passed as an argument, an index or an axis)."""
         if _num(node) and node.value != 0 and abs(node.value) >= 1e-3:
             self.add(node, "const", ast.Constant(node.value * 2))
             self.add(node, "const", ast.Constant(node.value / 2 if isinstance(node.value, float)
@@ -472,8 +488,7 @@ class _Plugin:
         self.durations, self.numpy_only = {}, numpy_only
 
     def pytest_collection_modifyitems(self, config, items):
-        """Mapped stage: only the numpy instance of backend-parametrised tests (the maths is
-        the same on every backend; a survivor meets every backend in the full stage)."""
+        """Only the numpy instance of backend-parametrised tests (see STAGES)."""
         if not self.numpy_only:
             return
         other = lambda it: getattr(it, "callspec", None) and it.callspec.params.get("backend", ("numpy",))[0] != "numpy"
@@ -527,7 +542,7 @@ def _child(copy: Path, root: Path, args, log: Path, durations_out: Path | None, 
 class Job:
     mutant: Mutant | None
     worker: int
-    stage: str                 # "mapped" or "full"
+    stage: str                 # one of STAGES
     pid: int
     log: Path
     started: float
@@ -577,99 +592,122 @@ def _failed_test(log: Path) -> str:
 
 
 def run(mutants, root: Path, *, jobs: int, budget_s: float | None, equivalents: dict,
-        verbose=True) -> tuple[list, dict]:
+        verbose=True, keep_logs: Path | None = None) -> tuple[list, dict]:
+    """Run every mutant through the stages; returns (results, timings)."""
     tmp = Path(tempfile.mkdtemp(prefix="tinynim-mutation-"))
-    results, info = [], {}
     try:
-        runner = Runner(root, jobs, tmp)
-        mapping = test_map(root)
-        os.environ.update(runner.env)                  # thread counts before torch is imported
-        _preload()
-        # Baseline: the unmutated copy must pass the whole non-slow suite; it also times it.
-        t0 = time.time()
-        dur_file = tmp / "durations.json"
-        pid = runner.start(0, PYTEST_ARGS + ["tests"], tmp / "baseline.log", dur_file)
-        _, status = os.waitpid(pid, 0)
-        info["baseline_s"] = time.time() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"mutate: the unmutated suite fails; see {tmp / 'baseline.log'}:\n"
-                             + (tmp / "baseline.log").read_text()[-3000:])
-        durations = json.loads(dur_file.read_text())
-        full_timeout = 60 + 4 * info["baseline_s"]
-        if verbose:
-            print(f"baseline: non-slow suite passes in {info['baseline_s']:.0f} s; "
-                  f"{len(mutants)} mutants, {jobs} job(s)", flush=True)
-
-        queue = [(m, "mapped") for m in mutants]
-        free, running = list(range(jobs)), {}
-        start = time.time()
-        originals = {}
-
-        def launch(m, stage):
-            w = free.pop(0)
-            path = runner.copies[w] / m.path
-            originals.setdefault(m.path, (root / m.path).read_text())
-            path.write_text(m.apply(originals[m.path]))
-            files = ["tests"] if stage == "full" else (mapping.get(m.path) or ["tests"])
-            timeout = (full_timeout if files == ["tests"] else
-                       60 + 4 * sum(durations.get(f, 1.0) for f in files))
-            log = tmp / f"{m.id}-{stage}.log"
-            pid = runner.start(w, PYTEST_ARGS + files, log, numpy_only=stage == "mapped")
-            running[pid] = Job(m, w, stage, pid, log, time.time(), timeout)
-
-        def finish(job, code):
-            (runner.copies[job.worker] / job.mutant.path).write_text(originals[job.mutant.path])
-            free.append(job.worker)
-            m, secs = job.mutant, time.time() - job.started
-            if code is None:
-                return Result(m, "timeout", job.stage, "", secs)
-            if code == 0:
-                if job.stage == "mapped":
-                    queue.insert(0, (m, "full"))
-                    return None
-                return Result(m, "equivalent" if m.key in equivalents else "survived", "full", "", secs)
-            if code in (1, 2):                               # failed, or collection broken
-                return Result(m, "killed", job.stage, _failed_test(job.log), secs)
-            return Result(m, "error", job.stage, f"pytest exit code {code}", secs)
-
-        while queue or running:
-            while queue and free:
-                if queue[0][1] == "mapped" and budget_s is not None and time.time() - start > budget_s:
-                    queue = [q for q in queue if q[1] == "full"]      # started mutants finish
-                    continue
-                launch(*queue.pop(0))
-            if not running:
-                break
-            time.sleep(0.05)
-            for pid, job in list(running.items()):
-                done, status = os.waitpid(pid, os.WNOHANG)
-                code = os.waitstatus_to_exitcode(status) if done else None
-                if not done and time.time() - job.started <= job.timeout:
-                    continue
-                if not done:
-                    try:
-                        os.killpg(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    os.waitpid(pid, 0)
-                del running[pid]
-                result = finish(job, code)
-                if result is not None:
-                    results.append(result)
-                    if verbose:
-                        print(_line(result, len(results), len(mutants)), flush=True)
-        info["mutation_s"] = time.time() - start
-        info["not_run"] = len(mutants) - len(results)
-        return results, info
+        session = Session(root, jobs, tmp, equivalents, verbose, keep_logs)
+        session.baseline()
+        return session.run(mutants, budget_s), session.info
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Session:
+    """Worker copies, the queue of (mutant, stage) and the running children."""
+
+    def __init__(self, root, jobs, tmp, equivalents, verbose, keep_logs=None):
+        self.root, self.tmp, self.equivalents, self.verbose = root, tmp, equivalents, verbose
+        self.keep_logs = keep_logs
+        self.runner = Runner(root, jobs, tmp)
+        self.mapping = test_map(root)
+        self.originals, self.info, self.running = {}, {}, {}
+        self.free = list(range(jobs))
+        os.environ.update(self.runner.env)             # thread counts before torch is imported
+        _preload()
+
+    def baseline(self):
+        """The unmutated copy must pass the whole non-slow suite; this also times each file."""
+        t0, dur_file, log = time.time(), self.tmp / "durations.json", self.tmp / "baseline.log"
+        _, status = os.waitpid(self.runner.start(0, PYTEST_ARGS + ["tests"], log, dur_file), 0)
+        self.info["baseline_s"] = time.time() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"mutate: the unmutated suite fails:\n{log.read_text()[-3000:]}")
+        self.durations = json.loads(dur_file.read_text())
+        self.full_timeout = 60 + 4 * self.info["baseline_s"]
+        if self.verbose:
+            print(f"baseline: the non-slow suite passes in {self.info['baseline_s']:.0f} s", flush=True)
+
+    def run(self, mutants, budget_s):
+        self.queue, results, start = [(m, STAGES[0]) for m in mutants], [], time.time()
+        if self.verbose:
+            print(f"{len(mutants)} mutants, {len(self.free)} job(s)", flush=True)
+        try:
+            while self.queue or self.running:
+                while self.queue and self.free:
+                    if self.queue[0][1] == STAGES[0] and budget_s is not None and time.time() - start > budget_s:
+                        self.queue = [q for q in self.queue if q[1] != STAGES[0]]   # started ones finish
+                        continue
+                    self.launch(*self.queue.pop(0))
+                time.sleep(0.05)
+                for result in self.collect():
+                    results.append(result)
+                    if self.verbose:
+                        print(_line(result, len(results), len(mutants)), flush=True)
+        except KeyboardInterrupt:
+            for pid in self.running:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            raise
+        self.info["mutation_s"] = time.time() - start
+        self.info["not_run"] = len(mutants) - len(results)
+        return results
+
+    def launch(self, m, stage):
+        w = self.free.pop(0)
+        self.originals.setdefault(m.path, (self.root / m.path).read_text())
+        (self.runner.copies[w] / m.path).write_text(m.apply(self.originals[m.path]))
+        files = (self.mapping.get(m.path) or ["tests"]) if stage == "mapped" else ["tests"]
+        timeout = (self.full_timeout if files == ["tests"] else
+                   60 + 4 * sum(self.durations.get(f, 1.0) for f in files))
+        log = self.tmp / f"{m.id}-{stage}.log"
+        numpy_only = stage != "all" and not m.path.startswith(ALL_BACKENDS)
+        pid = self.runner.start(w, PYTEST_ARGS + files, log, numpy_only=numpy_only)
+        self.running[pid] = Job(m, w, stage, pid, log, time.time(), timeout)
+
+    def collect(self):
+        """Results of the children that ended (or ran out of time) since the last call."""
+        for pid, job in list(self.running.items()):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if not done and time.time() - job.started <= job.timeout:
+                continue
+            if not done:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                os.waitpid(pid, 0)
+            del self.running[pid]
+            result = self.finish(job, os.waitstatus_to_exitcode(status) if done else None)
+            if result is not None:
+                yield result
+
+    def finish(self, job, code):
+        m, secs = job.mutant, time.time() - job.started
+        (self.runner.copies[job.worker] / m.path).write_text(self.originals[m.path])
+        self.free.append(job.worker)
+        if code is None:
+            return Result(m, "timeout", job.stage, "", secs)
+        if code == 0:
+            later = STAGES[STAGES.index(job.stage) + 1:]
+            if later and not (later[0] == "all" and m.path.startswith(ALL_BACKENDS)):
+                self.queue.insert(0, (m, later[0]))
+                return None
+            return Result(m, "equivalent" if m.key in self.equivalents else "survived", job.stage, "", secs)
+        if code in (1, 2):                              # failed, or collection broken
+            return Result(m, "killed", job.stage, _failed_test(job.log), secs)
+        if self.keep_logs:
+            shutil.copy(job.log, self.keep_logs / job.log.name)
+        return Result(m, "error", job.stage, f"exit code {code}: {_failed_test(job.log)}", secs)
 
 
 def _line(r: Result, i: int, n: int) -> str:
     m = r.mutant
     where = f"{m.path}:{m.line} {m.func}"
     what = f"{_collapse(m.original)[:60]} -> {_collapse(m.replacement)[:60]}"
-    detail = f" [{r.stage}: {r.test}]" if r.status == "killed" and r.test else (f" [{r.stage}]" if r.stage else "")
+    detail = f" [{r.stage}: {r.test}]" if r.status in ("killed", "error") and r.test else (f" [{r.stage}]" if r.stage else "")
     return f"[{i}/{n}] {r.status:<10} {m.id} {m.op:<11} {where}: {what}{detail} ({r.seconds:.1f} s)"
 
 
@@ -716,6 +754,7 @@ def main(argv=None) -> int:
     ap.add_argument("--show", metavar="ID", help="print one mutant as a diff and exit")
     ap.add_argument("--report", type=Path, help="write the results as JSON here")
     ap.add_argument("--equivalents", type=Path, default=EQUIVALENTS)
+    ap.add_argument("--keep-logs", type=Path, help="copy the test logs of errors here")
     args = ap.parse_args(argv)
     root = args.root.resolve()
 
@@ -745,7 +784,10 @@ def main(argv=None) -> int:
         return 0
     equivalents = read_equivalents(args.equivalents)
     budget = None if args.budget_minutes is None else 60 * args.budget_minutes
-    results, info = run(mutants, root, jobs=args.jobs, budget_s=budget, equivalents=equivalents)
+    if args.keep_logs:
+        args.keep_logs.mkdir(parents=True, exist_ok=True)
+    results, info = run(mutants, root, jobs=args.jobs, budget_s=budget, equivalents=equivalents,
+                        keep_logs=args.keep_logs)
     rc = summary(results, info, equivalents)
     if args.report:
         args.report.write_text(json.dumps({"info": info, "results": [
