@@ -17,8 +17,8 @@ tree (a temporary directory per job): the repository is never touched.
 A mutant is run against the test files mapped to its module (those that import it, own
 test file first; fast), stopping at the first failure; if it survives, against the whole
 non-slow suite. Both stages run the numpy instance of backend-parametrised tests only (the
-maths is the same on every backend); a mutant that survives them meets the whole non-slow
-suite on every backend (code about backends meets every backend from the start). It is
+maths is the same on every backend); a mutant that survives them meets its mapped test
+files on every backend (code about backends meets every backend from the start). It is
 *killed* when a test fails, the suite cannot be collected, or the run exceeds its timeout
 (an endless loop). Slow (trained) tests are not run: a mutant that only they could catch
 counts as a survivor. Survivors that are real equivalents (no test could
@@ -60,8 +60,8 @@ COPY_IGNORE = (".git", "__pycache__", ".hypothesis", ".pytest_cache", "*.pyc", "
 PYTEST_ARGS = ["-q", "-x", "--tb=no", "-rfE", "-p", "no:cacheprovider", "-m", "not slow",
                "--no-header"]
 # Stages: the mapped test files, then the whole non-slow suite, both on the numpy backend
-# only (the maths is the same on every backend); a survivor then meets every backend. Code
-# about backends themselves runs every backend from the start.
+# only (the maths is the same on every backend); a survivor then meets the mapped files on
+# every backend. Code about backends themselves runs every backend from the start.
 STAGES = ("mapped", "full", "all")
 ALL_BACKENDS = ("tinynim/backend.py", "tinynim/random.py", "tinynim/checkpoint.py", "tinynim/__main__.py")
 VALIDATION_CALLS = {"check_input", "require_keys", "isinstance", "print", "log"}
@@ -659,7 +659,7 @@ class Session:
         w = self.free.pop(0)
         self.originals.setdefault(m.path, (self.root / m.path).read_text())
         (self.runner.copies[w] / m.path).write_text(m.apply(self.originals[m.path]))
-        files = (self.mapping.get(m.path) or ["tests"]) if stage == "mapped" else ["tests"]
+        files = ["tests"] if stage == "full" else (self.mapping.get(m.path) or ["tests"])
         timeout = (self.full_timeout if files == ["tests"] else
                    60 + 4 * sum(self.durations.get(f, 1.0) for f in files))
         log = self.tmp / f"{m.id}-{stage}.log"
