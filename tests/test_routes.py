@@ -1,11 +1,12 @@
-"""Every alternative code route, selected explicitly and compared with the plain path or an
-independent formula (not left to what Hypothesis happens to draw).
+"""Alternative code routes, each selected explicitly and compared with the plain path or an
+independent formula (not left to what Hypothesis happens to draw). With the fast/plain
+route tests beside each layer (tests/test_linear_attention.py::test_fast_path_equals_plain_path
+for every LSA route, tests/test_recurrent.py::test_fast_last_only_equals_plain), this covers:
 
-* LinearSelfAttention: the S = kᵀv route and the scores route, the 4-matrix path and the
-  products path, each with n_context < T, and the last-token-only path;
-* SoftmaxAttention: the unmasked fast path vs the masked path, with logits large enough to
+* SoftmaxAttention: the unmasked path vs the masked path, at logits large enough to
   overflow an exp without the max subtraction;
-* GatedLinearRNN: each recurrence, the parallel vs the loop scan, the last-only path;
+* GatedLinearRNN: each recurrence (λ by formula, gradients on every option), and the
+  parallel scan vs the loop scan inside the layer, forward and backward;
 * optimisers: every combination of clip_value, clip_norm, momentum and weight decay
   against a by-hand numpy implementation of the documented update.
 
@@ -20,102 +21,12 @@ import pytest
 from tinynim.backend import asarray
 from tinynim.gradcheck import cotangent
 from tinynim.nn.attention import SoftmaxAttention
-from tinynim.nn.linear_attention import LinearSelfAttention, attend, attend_backward
 from tinynim.nn.recurrent import GatedLinearRNN, RECURRENCES
 from tinynim.optim import SGD, Adam
 from tinynim.random import RNG
 from helpers import assert_close, assert_gradients, host
 
 SAME = 1e-12
-
-
-# -- linear self-attention ---------------------------------------------------------------
-
-def lsa_reference(p, x, form, causal, n):
-    """((q kᵀ) ⊙ M) v Wp summed over heads, with explicit loops in numpy."""
-    x, p = host(x), {k: host(v) for k, v in p.items()}
-    B, T, D = x.shape
-    out = np.zeros_like(x)
-    for h in range(next(iter(p.values())).shape[0]):
-        if form == "full":
-            Wq, Wk, Wv, Wp = p["Wq"][h], p["Wk"][h], p["Wv"][h], p["Wp"][h]
-        else:
-            Wq, Wk, Wv, Wp = p["Q"][h], np.eye(D), np.eye(D), p["P"][h]
-        for b in range(B):
-            for t in range(T):
-                for i in range(n):
-                    if causal and i > t:
-                        continue
-                    score = (x[b, t] @ Wq) @ (x[b, i] @ Wk)
-                    out[b, t] += score * (x[b, i] @ Wv) @ Wp
-    return out
-
-
-# (D, H, d_key, T, n_context, causal, form) -> (via S = kᵀv, through the products Q, P)
-LSA_ROUTES = {
-    "kv_state, n < T": ((4, 2, 2, 7, 5, False, "full"), (True, False)),
-    "kv_state, n = T": ((4, 2, 2, 6, None, False, "full"), (True, False)),
-    "scores, causal, n < T": ((4, 2, 3, 6, 4, True, "full"), (False, False)),
-    "scores, short": ((4, 2, 3, 2, 1, False, "full"), (False, False)),
-    "products, kv_state, n < T": ((3, 2, 3, 7, 5, False, "full"), (True, True)),
-    "products, causal, n < T": ((3, 2, 4, 6, 4, True, "full"), (False, True)),
-    "merged, kv_state, n < T": ((3, 2, None, 7, 5, False, "merged"), (True, True)),
-    "merged, causal, n < T": ((3, 2, None, 6, 4, True, "merged"), (False, True)),
-}
-
-
-@pytest.mark.parametrize("route", LSA_ROUTES)
-def test_lsa_route(backend, route):
-    """Each route is the one the layer takes (read from its cache) and equals the loop
-    formula; its backward passes the gradient checks."""
-    (D, H, k, T, n, causal, form), (via_S, products) = LSA_ROUTES[route]
-    layer = LinearSelfAttention(D, H, k, causal=causal, form=form, init_std=0.5)
-    rng = RNG(len(route))
-    params, x = layer.init(rng), rng.normal((2, T, D))
-    kw = {"n_context": n}
-    out, cache = layer.forward(params, x, **kw)
-    assert (cache[-1][-1], cache[3]) == (via_S, products), route
-    assert_close(out, lsa_reference(params, x, form, causal, T if n is None else n), SAME, route)
-    assert_gradients(layer, params, x, kw)
-
-
-@pytest.mark.parametrize("T, n, dk, dv", [(7, 5, 2, 3), (6, 6, 3, 3), (5, 2, 1, 4)])
-def test_attend_kv_state_equals_scores(backend, T, n, dk, dv):
-    """attend's S = kᵀv route (no mask) against its scores route (forced by an all-ones mask,
-    the plain (q kᵀ) v): outputs and all three input gradients agree."""
-    rng = RNG(T + n)
-    q, k, v = rng.normal((2, 3, T, dk)), rng.normal((2, 3, n, dk)), rng.normal((2, 3, n, dv))
-    ones = asarray(np.ones((T, n)))
-    fast, fcache = attend(q, k, v)
-    plain, pcache = attend(q, k, v, ones)
-    assert fcache[-1] is True and pcache[-1] is False
-    assert_close(fast, plain, SAME, "kᵀv route vs scores")
-    dy = rng.normal((2, 3, T, dv))
-    for a, b, name in zip(attend_backward(fcache, dy), attend_backward(pcache, dy), "qkv"):
-        assert_close(a, b, SAME, f"d{name}: kᵀv route vs scores")
-
-
-@pytest.mark.parametrize("form, k, causal", [("full", 2, True), ("full", 3, False), ("full", 4, True),
-                                             ("merged", None, True)])
-def test_lsa_last_only_equals_full_last_row(backend, form, k, causal):
-    """only_last computes the last row (causal or not: it sees every context key) through the
-    products: its output, dx and parameter gradients equal those of the full layer given
-    a cotangent on the last row only."""
-    layer = LinearSelfAttention(3, 2, k, causal=causal, form=form, init_std=0.5)
-    rng = RNG(5)
-    params, x = layer.init(rng), rng.normal((2, 6, 3))
-    full, fcache = layer.forward(params, x, n_context=4)
-    last, lcache = layer.forward(params, x, n_context=4, only_last=True)
-    assert_close(last, full[:, -1:, :], SAME, "last row")
-    g = rng.normal((2, 1, 3), host=True)
-    G = np.zeros((2, 6, 3))
-    G[:, -1:] = g
-    dx_full, grads_full = layer.backward(params, fcache, asarray(G))
-    dx_last, grads_last = layer.backward(params, lcache, asarray(g))
-    assert_close(dx_last, dx_full, SAME, "dx")
-    for key in grads_full:
-        assert_close(grads_last[key], grads_full[key], SAME, f"d{key}")
-    assert_gradients(layer, params, x, {"n_context": 4, "only_last": True})
 
 
 # -- softmax attention -------------------------------------------------------------------
@@ -198,33 +109,6 @@ def test_parallel_scan_layer_equals_loop_layer(backend, T):
     assert_close(dh0_p, dh0_l, SAME, "dh0")
     for key in g_l:
         assert_close(g_p[key], g_l[key], SAME, f"d{key}")
-
-
-@pytest.mark.parametrize("recurrence", RECURRENCES)
-@pytest.mark.parametrize("with_h0", [False, True])
-def test_last_only_equals_full_sequence(backend, recurrence, with_h0):
-    """last_only (a weighted sum, no scan) vs the full scan read at the last step, with
-    cotangents on the last output and on the final state only: every gradient agrees,
-    including dλ through λ^{T−1−s} and the h0 term."""
-    layer = _rnn(recurrence)
-    rng = RNG(4)
-    params = layer.init(rng)
-    x = rng.normal((2, 6, 2))
-    if with_h0:
-        x = (x, rng.normal((2, 3)))
-    (out, h_T), cf = layer.forward(params, x, return_state=True)
-    (last, h_T2), cl = layer.forward(params, x, return_state=True, last_only=True)
-    assert_close(last, out[:, -1, :], SAME, "last output")
-    assert_close(h_T2, h_T, SAME, "final state")
-    g, gh = rng.normal((2, 2), host=True), rng.normal((2, 3))
-    G = np.zeros((2, 6, 2))
-    G[:, -1] = g
-    dx_f, g_f = layer.backward(params, cf, (asarray(G), gh))
-    dx_l, g_l = layer.backward(params, cl, (asarray(g), gh))
-    for a, b, name in zip(dx_l if with_h0 else (dx_l,), dx_f if with_h0 else (dx_f,), ("dx", "dh0")):
-        assert_close(a, b, SAME, name)
-    for key in g_f:
-        assert_close(g_l[key], g_f[key], SAME, f"d{key}")
 
 
 # -- optimisers: clipping, momentum, weight decay -----------------------------------------
