@@ -100,6 +100,31 @@ def test_check_reports_a_wrong_backward_and_exits_1():
     assert "1 FAILED" in proc.stdout
 
 
+def test_check_uses_random_parameters_so_init_values_hide_nothing():
+    """A LayerNorm whose dx forgets γ is right at init (γ = 1): check perturbs the init
+    (tinynim.gradcheck.perturb), so it fails, and stderr names the array and the criterion."""
+    code = textwrap.dedent("""
+        import sys
+        from tinynim.__main__ import main
+        from tinynim.nn.norm import LayerNorm
+
+        class NoGammaLayerNorm(LayerNorm):
+            def backward(self, params, cache, dout):
+                dx, _ = super().backward({**params, "gamma": params["gamma"] * 0 + 1}, cache, dout)
+                return dx, super().backward(params, cache, dout)[1]
+
+            @staticmethod
+            def examples(rng):
+                return {"default": (NoGammaLayerNorm(4), LayerNorm.examples(rng)["default"][1], {})}
+
+        sys.exit(main(["check", "--include", "__main__", "NoGammaLayerNorm", "LayerNorm"]))
+    """)
+    proc = run(code=code)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert table_rows(proc.stdout) == {"NoGammaLayerNorm/default": "FAIL", "LayerNorm/default": "ok"}
+    assert "NoGammaLayerNorm/default: fd check" in proc.stderr and "  x: ‖Δ‖" in proc.stderr
+
+
 @pytest.mark.parametrize("argv", [(), ("check",)])
 def test_unknown_backend_is_one_clear_line_not_a_traceback(argv):
     proc = run(*argv, backend="nope")

@@ -7,9 +7,14 @@
                                       exit code 1 on failure
 
 ``check`` builds every route of each layer's ``examples(rng)`` (one table row per
-``Layer/route``), runs ``backward`` against central finite differences (at most ``MAX_COORDS``
-random coordinates per array) and, when torch is installed, against torch autograd run on the
-layer's own forward. NAME is a layer (all its routes) or one ``Layer/route``.
+``Layer/route``) with *randomised* parameters (the init perturbed by seeded noise,
+:func:`tinynim.gradcheck.perturb`: init values such as LayerNorm's γ = 1 can hide a missing
+factor), runs ``backward`` against central finite differences (at most ``MAX_COORDS`` random
+coordinates per array) and, when torch is installed, against torch autograd run on the
+layer's own forward, and judges each array by :func:`tinynim.gradcheck.check_layer`'s verdict
+(relative error, plus an absolute part at the check's rounding noise, so that exactly-zero
+and tiny gradients are judged correctly). NAME is a layer (all its routes) or one
+``Layer/route``.
 
 The framework layers (:data:`tinynim.nn.REGISTRY`) are checked by default; ``--include
 MODULE`` (repeatable) adds the layers defined in an importable module or package, found by
@@ -34,9 +39,9 @@ import tinynim.nn
 from tinynim.backend import available, get_backend, use_backend
 from tinynim.nn.base import collect_layers
 
-TOL = 1e-6          # float64: FD errors of smooth layers are ~1e-9, torch's ~1e-14 (see tests/helpers.py)
 MAX_COORDS = 64     # FD probes per array: enough to catch a wrong formula, fast for every layer
 EXAMPLE_SEED = 1234
+PERTURB = 0.5       # parameters: init + 0.5 · N(0, 1) · (each array's RMS, or 1 if it is zero)
 LIBRARIES = {"numpy": "numpy", "torch": "torch", "cupy": "cupy", "array_api_strict": "array_api_strict"}
 
 
@@ -77,17 +82,18 @@ def routes(registry, names=()) -> list:
     return [r for r in every if r in names or r.split("/")[0] in names]
 
 
-def check_one(cls, route, use_torch: bool) -> tuple[float, float | None]:
-    """(max FD rel. error, max torch rel. error or None) of one route of a layer's examples."""
-    from tinynim.gradcheck import check_layer
+def check_one(cls, route, use_torch: bool) -> tuple:
+    """(FD check, torch check or None): :class:`tinynim.gradcheck.GradientCheck` results of
+    one route of a layer's examples, at randomised parameters."""
+    from tinynim.gradcheck import check_layer, perturb
     from tinynim.random import RNG
     # Seeds differ from check_layer's cotangent seed (0): with equal seeds the probe R would
     # equal an example x of the same shape, and e.g. LayerNorm's dx (orthogonal to x) vanish.
     layer, x, kwargs = cls.examples(RNG(EXAMPLE_SEED))[route]
-    params = layer.init(RNG(EXAMPLE_SEED + 1))
+    params = perturb(layer.init(RNG(EXAMPLE_SEED + 1)), seed=EXAMPLE_SEED + 2, scale=PERTURB)
     fd = check_layer(layer, params, x, kwargs, max_coords=MAX_COORDS, method="fd")
     oracle = check_layer(layer, params, x, kwargs, method="torch") if use_torch else None
-    return max(fd.values(), default=0.0), (max(oracle.values(), default=0.0) if oracle is not None else None)
+    return fd, oracle
 
 
 def check(names, include=()) -> int:
@@ -104,17 +110,22 @@ def check(names, include=()) -> int:
         return 2
     active = get_backend()
     use_torch = available()["torch"][0]
-    print(f"gradient check on {active.name} ({active.device}), float64; tolerance {TOL:g}; "
-          f"FD on at most {MAX_COORDS} coordinates per array; torch oracle: {'yes' if use_torch else 'no (not installed)'}")
-    rows, failed = [], 0
+    from tinynim.gradcheck import TOLERANCES
+    (fd_rtol, _), (torch_rtol, _) = TOLERANCES["fd"], TOLERANCES["torch"]
+    print(f"gradient check on {active.name} ({active.device}), float64, at randomised parameters; "
+          f"FD on at most {MAX_COORDS} coordinates per array (rtol {fd_rtol:g}); torch oracle: "
+          f"{f'yes (rtol {torch_rtol:g})' if use_torch else 'no (not installed)'}; "
+          "pass: ‖Δ‖ ≤ atol·noise + rtol·‖ref‖")
+    rows, details, failed = [], [], 0
+    max_rel = lambda result: f"{max(result.values(), default=0.0):.1e}"
     with use_backend(active.name, device=os.environ.get("TINYNIM_DEVICE") or None, dtype="float64"):
         for name in selected:
             try:
                 layer, route = name.split("/", 1)
                 fd, oracle = check_one(registry[layer], route, use_torch)
-                ok = fd <= TOL and (oracle is None or oracle <= TOL)
-                status = "ok" if ok else "FAIL"
-                rows.append((name, f"{fd:.1e}", "–" if oracle is None else f"{oracle:.1e}", status))
+                ok = fd.passed and (oracle is None or oracle.passed)
+                rows.append((name, max_rel(fd), "–" if oracle is None else max_rel(oracle), "ok" if ok else "FAIL"))
+                details += [f"{name}: {r.report()}" for r in (fd, oracle) if r is not None and not r.passed]
             except Exception as err:            # report every layer, then fail
                 ok = False
                 rows.append((name, "–", "–", f"ERROR {type(err).__name__}: {err}"))
@@ -124,6 +135,8 @@ def check(names, include=()) -> int:
     for row in [header] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
     print(f"{len(rows) - failed}/{len(rows)} layer routes ok" + (f", {failed} FAILED" if failed else ""))
+    for line in details:                        # which arrays failed, and by how much
+        print(line, file=sys.stderr)
     return 1 if failed else 0
 
 
