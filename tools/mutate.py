@@ -696,7 +696,7 @@ class Session:
                 self.queue.insert(0, (m, later[0]))
                 return None
             return Result(m, "equivalent" if m.key in self.equivalents else "survived", job.stage, "", secs)
-        if code in (1, 2):                              # failed, or collection broken
+        if code in (1, 2, 4):                           # failed, collection or conftest broken
             return Result(m, "killed", job.stage, _failed_test(job.log), secs)
         if self.keep_logs:
             shutil.copy(job.log, self.keep_logs / job.log.name)
@@ -739,6 +739,20 @@ def summary(results, info, equivalents) -> int:
     return 1 if survivors else 0
 
 
+def rescore(report: Path, equivalents: dict) -> int:
+    """The summary of a saved report, survivors re-judged against `equivalents`."""
+    data = json.loads(report.read_text())
+    fields = {f for f in Mutant.__dataclass_fields__}
+    results = []
+    for r in data["results"]:
+        m = Mutant(**{k: (tuple(v) if k in ("start", "end") else v) for k, v in r.items() if k in fields})
+        status = r["status"]
+        if status in ("survived", "equivalent"):
+            status = "equivalent" if m.key in equivalents else "survived"
+        results.append(Result(m, status, r["stage"], r["test"], r["seconds"]))
+    return summary(results, data["info"], equivalents)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -755,8 +769,12 @@ def main(argv=None) -> int:
     ap.add_argument("--report", type=Path, help="write the results as JSON here")
     ap.add_argument("--equivalents", type=Path, default=EQUIVALENTS)
     ap.add_argument("--keep-logs", type=Path, help="copy the test logs of errors here")
+    ap.add_argument("--rescore", type=Path, metavar="REPORT",
+                    help="re-read a --report file with the current equivalents file, run nothing")
     args = ap.parse_args(argv)
     root = args.root.resolve()
+    if args.rescore:
+        return rescore(args.rescore, read_equivalents(args.equivalents))
 
     mutants = all_mutants(root)
     if args.paths:
