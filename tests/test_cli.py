@@ -73,7 +73,8 @@ def test_check_named_layers_and_routes_on_array_api_strict():
     proc = run("check", "Linear", "LayerNorm/default", backend="array_api_strict")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "gradient check on array_api_strict" in proc.stdout
-    assert table_rows(proc.stdout) == {"Linear/bias": "ok", "Linear/no_bias": "ok", "LayerNorm/default": "ok"}
+    assert table_rows(proc.stdout) == {"Linear/bias": "ok", "Linear/no_bias": "ok", "Linear/ntk": "ok",
+                                        "LayerNorm/default": "ok"}
 
 
 def test_check_reports_a_wrong_backward_and_exits_1():

@@ -19,11 +19,12 @@ from tinynim.backend import asarray, get_backend, to_numpy, use_backend
 from tinynim.random import RNG
 from tinynim import checkpoint, es, gradcheck, losses, nn, optim, train, tree
 from tinynim import analysis, claims, experiment
+from tinynim.analysis import jacobian, ntk
 from tinynim.checkpoint import CheckpointError
 from tinynim.optim import SGD, Adam
 from tinynim.train import NonFiniteError, fit
 
 __all__ = ["__version__", "BackendError", "asarray", "get_backend", "to_numpy", "use_backend",
            "RNG", "checkpoint", "es", "gradcheck", "losses", "nn", "optim", "train", "tree",
-           "analysis", "claims", "experiment",
+           "analysis", "claims", "experiment", "jacobian", "ntk",
            "CheckpointError", "SGD", "Adam", "NonFiniteError", "fit"]

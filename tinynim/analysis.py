@@ -1,18 +1,26 @@
-"""Generic analysis of trained models: Jacobians from the layers' own backward, one cosine
-alignment metric, and one bounded zooming search for tuning the step sizes of baselines.
+"""Generic analysis of trained models: Jacobians and the empirical neural tangent kernel from
+the layers' own backward, one cosine alignment metric, and one bounded zooming search for
+tuning the step sizes of baselines.
 
 Jacobians without autodiff. A layer's ``backward(params, cache, dout)`` returns the
 vector–Jacobian products dx = doutᵀ ∂out/∂x and dθ = doutᵀ ∂out/∂θ. With dout = e_k (one-hot
 in output coordinate k) they are row k of the Jacobian. For layers that treat the examples
 of a batch independently (every layer here but the batch-coupled ones, e.g. a batch norm),
-row k of every example comes from ONE backward call: the cotangent is e_k in every example.
+row k of every example comes from ONE backward call: the batch is repeated K = prod(out)
+times and block k gets the cotangent e_k in every example.
 
-* :func:`jacobian` w.r.t. the input stacks the K = prod(output features) one-hot cotangents
-  along the batch axis: the batch is repeated K times, one forward and one backward give the
-  whole (B, *out, *in) Jacobian.
-* :func:`jacobian` w.r.t. the parameters cannot do that: ``grads`` are summed over the batch,
-  so per-example rows need one backward per example (and per output coordinate). This is what
-  the neural tangent kernel Θ(x, x') = J(x) J(x')ᵀ needs.
+* :func:`jacobian` w.r.t. the input: one forward and one backward of that (K·B)-batch give
+  the whole (B, *out, *in) Jacobian, since dx keeps the examples apart.
+* :func:`jacobian` w.r.t. the parameters: ``backward`` sums grads over the batch, so the
+  plain route runs one backward per example and output coordinate (B·K calls, any layer).
+  A layer with ``per_example`` (Linear, the activations, Sequential/MLP and Residual of such
+  layers) keeps them apart in ``backward_per_example``: one forward and one backward of the
+  (K·B)-batch, as for the input.
+* :func:`ntk`: the empirical neural tangent kernel Θ̂(x, x') = J(x) J(x')ᵀ (Jacot et al.,
+  arXiv:1806.07572). Its fast route never forms J: ``backward_gram`` of the concatenated batch
+  returns the inner products of the per-example gradients, which for a Linear layer factorise
+  into two small Gram matrices (see :mod:`tinynim.nn.linear`). The plain route contracts the
+  plain Jacobians leaf by leaf.
 """
 from __future__ import annotations
 
@@ -33,42 +41,131 @@ def one_hot_rows(xp, K, like):
     return xp.eye(K, dtype=like.dtype, device=array_api_compat.device(like))
 
 
-def jacobian(layer, params, x, *, wrt="input", kwargs=None):
+def _check_x(x, who):
+    if isinstance(x, tuple) or not hasattr(x, "shape"):
+        raise TypeError(f"{who}: expected x as one array (B, ...), got {type(x).__name__}")
+    if x.ndim < 1:
+        raise ValueError(f"{who}: expected x with a batch axis (B, ...), got shape {tuple(x.shape)}")
+
+
+def output_shape(layer, params, x, kwargs) -> tuple:
+    """The per-example output shape (*out) of `layer` on inputs like x (B, *in)."""
+    return tuple(layer.forward(params, x[:1, ...], **kwargs)[0].shape[1:])
+
+
+def tiled(xp, x, K):
+    """x (B, *in) repeated K times along the batch, block-major: (K·B, *in)."""
+    return xp.concat([x] * K, axis=0)
+
+
+def one_hot_cotangents(xp, K, B, out_shape, like):
+    """(K·B, *out): every example of block k gets the cotangent e_k (out flattened)."""
+    E = xp.reshape(one_hot_rows(xp, K, like), (K, 1, K))
+    return xp.reshape(xp.broadcast_to(E, (K, B, K)), (K * B,) + out_shape)
+
+
+def example_major(xp, a, K, B, out_shape):
+    """(K·B, *rest) in blocks of K output coordinates -> (B, *out, *rest)."""
+    rest = tuple(a.shape[1:])
+    a = xp.reshape(a, (K, B) + rest)
+    a = xp.permute_dims(a, (1, 0) + tuple(range(2, a.ndim)))          # (B, K, *rest)
+    return xp.reshape(a, (B,) + out_shape + rest)
+
+
+def jacobian(layer, params, x, *, wrt="input", kwargs=None, fast=True):
     """Per-example Jacobian of ``layer.forward(params, x, **kwargs)`` from its own backward.
 
-    x: (B, *in) array; out: (B, *out).
+    x: (B, *in) array; out: (B, *out); K = prod(out).
     wrt="input":  (B, *out, *in), J[b, k..., i...] = ∂out[b, k...]/∂x[b, i...]; one forward
-                  and one backward on the batch repeated K = prod(out) times.
+                  and one backward on the batch repeated K times.
     wrt="params": a tree like `params` whose leaves have shape (B, *out, *leaf.shape),
-                  J[b, k...] = ∂out[b, k...]/∂θ; B·K backward calls (grads sum over a batch).
+                  J[b, k...] = ∂out[b, k...]/∂θ. fast=True and ``layer.per_example``: one
+                  forward and one ``backward_per_example`` on the batch repeated K times;
+                  otherwise (the plain route, any layer) B·K backward calls.
     Both assume the layer treats examples independently (no coupling across the batch).
     """
     if wrt not in WRT:
         raise ValueError(f"jacobian: wrt must be one of {WRT}, got {wrt!r}")
-    if isinstance(x, tuple) or not hasattr(x, "shape"):
-        raise TypeError(f"jacobian: expected x as one array (B, ...), got {type(x).__name__}")
+    _check_x(x, "jacobian")
     kwargs = kwargs or {}
     xp = namespace(x)
     B = x.shape[0]
-    out_shape = tuple(layer.forward(params, x[:1, ...], **kwargs)[0].shape[1:])
+    out_shape = output_shape(layer, params, x, kwargs)
     K = math.prod(out_shape)
+    if wrt == "params" and not (fast and layer.per_example):
+        return params_jacobian_loop(layer, params, x, kwargs, out_shape)
+    out, cache = layer.forward(params, tiled(xp, x, K), **kwargs)
+    dout = one_hot_cotangents(xp, K, B, out_shape, out)
     if wrt == "input":
-        xs = xp.concat([x] * K, axis=0)                                   # (K·B, *in), k-major
-        out, cache = layer.forward(params, xs, **kwargs)
-        E = xp.reshape(one_hot_rows(xp, K, out), (K, 1, K))               # e_k for each block k
-        dout = xp.reshape(xp.broadcast_to(E, (K, B, K)), (K * B,) + out_shape)
         dx, _ = layer.backward(params, cache, dout)                       # (K·B, *in)
-        J = xp.reshape(dx, (K, B) + tuple(x.shape[1:]))
-        J = xp.permute_dims(J, (1, 0) + tuple(range(2, J.ndim)))          # (B, K, *in)
-        return xp.reshape(J, (B,) + out_shape + tuple(x.shape[1:]))
+        return example_major(xp, dx, K, B, out_shape)
+    _, grads = layer.backward_per_example(params, cache, dout)            # leaves (K·B, *leaf)
+    return tree_map(lambda g: example_major(xp, g, K, B, out_shape), grads)
+
+
+def params_jacobian_loop(layer, params, x, kwargs, out_shape):
+    """The plain route of :func:`jacobian` (wrt="params"): one backward per example b and
+    output coordinate k, cotangent e_k; leaves (B, *out, *leaf)."""
+    xp = namespace(x)
+    B, K = x.shape[0], math.prod(out_shape)
     rows = []                                                             # per example b
     for b in range(B):
         out, cache = layer.forward(params, x[b:b + 1, ...], **kwargs)
         E = one_hot_rows(xp, K, out)
         per_k = [layer.backward(params, cache, xp.reshape(E[k, :], (1,) + out_shape))[1] for k in range(K)]
         rows.append(tree_map(lambda *g: xp.stack(g, axis=0), *per_k))    # leaves (K, *leaf)
+    if not rows:                                                          # B = 0
+        return tree_map(lambda p: xp.zeros((0,) + out_shape + tuple(p.shape), dtype=p.dtype,
+                                           device=array_api_compat.device(p)), params)
     stacked = tree_map(lambda *g: xp.stack(g, axis=0), *rows)             # leaves (B, K, *leaf)
     return tree_map(lambda g: xp.reshape(g, (B,) + out_shape + tuple(g.shape[2:])), stacked)
+
+
+def ntk(layer, params, x1, x2=None, *, kwargs=None, fast=True):
+    """The empirical neural tangent kernel of ``layer`` at ``params``.
+
+    Θ̂[a, b, k..., l...] = Σ_θ ∂out(x1_a)[k...]/∂θ · ∂out(x2_b)[l...]/∂θ, summed over every
+    parameter: shape (N1, N2, *out, *out); x2=None means x2 = x1 (then Θ̂ is symmetric PSD
+    as a (N1·K)×(N1·K) matrix). For a scalar output (out = (1,)) take ``[:, :, 0, 0]``.
+
+    fast=True and ``layer.per_example``: one forward and one ``backward_gram`` of the batch
+    [x1 repeated K times; x2 repeated K times] with one-hot cotangents: no Jacobian is formed
+    (a Linear layer contributes s²(X₁X₂ᵀ)⊙(G₁G₂ᵀ) + G₁G₂ᵀ). Otherwise (the plain route, any
+    layer) the plain Jacobians of x1 and x2, contracted leaf by leaf.
+    """
+    _check_x(x1, "ntk")
+    if x2 is not None:
+        _check_x(x2, "ntk")
+    kwargs = kwargs or {}
+    xp = namespace(x1) if x2 is None else namespace(x1, x2)
+    out_shape = output_shape(layer, params, x1, kwargs)
+    K, N1 = math.prod(out_shape), x1.shape[0]
+    N2 = N1 if x2 is None else x2.shape[0]
+    if fast and layer.per_example:
+        xs = tiled(xp, x1, K) if x2 is None else xp.concat([tiled(xp, x1, K), tiled(xp, x2, K)], axis=0)
+        out, cache = layer.forward(params, xs, **kwargs)
+        dout = one_hot_cotangents(xp, K, N1, out_shape, out)
+        if x2 is not None:
+            dout = xp.concat([dout, one_hot_cotangents(xp, K, N2, out_shape, out)], axis=0)
+        _, G = layer.backward_gram(params, cache, dout, None if x2 is None else K * N1)    # (K·N1, K·N2)
+        G = _zero_gram(xp, K * N1, K * N2, out) if G is None else G
+        G = xp.permute_dims(xp.reshape(G, (K, N1, K, N2)), (1, 3, 0, 2))   # (N1, N2, K, K)
+    else:
+        J1 = params_jacobian_loop(layer, params, x1, kwargs, out_shape)
+        J2 = J1 if x2 is None else params_jacobian_loop(layer, params, x2, kwargs, out_shape)
+        G = None
+        for (_, a), (_, b) in zip(leaves_with_paths(J1), leaves_with_paths(J2)):
+            A = xp.reshape(a, (N1 * K, math.prod(a.shape[1 + len(out_shape):])))        # (N1·K, P_leaf)
+            B = xp.reshape(b, (N2 * K, math.prod(b.shape[1 + len(out_shape):])))
+            G = A @ B.T if G is None else G + A @ B.T
+        G = _zero_gram(xp, N1 * K, N2 * K, x1) if G is None else G
+        G = xp.permute_dims(xp.reshape(G, (N1, K, N2, K)), (0, 2, 1, 3))   # (N1, N2, K, K)
+    return xp.reshape(G, (N1, N2) + out_shape + out_shape)
+
+
+def _zero_gram(xp, m, n, like):
+    """The Gram of a layer without parameters."""
+    return xp.zeros((m, n), dtype=like.dtype, device=array_api_compat.device(like))
 
 
 def flatten_params_jacobian(J):
@@ -127,4 +224,4 @@ def grid_search(f, ranges, *, grid=41, rounds=4):
     return tuple(float(v) for v in best), best_value
 
 
-__all__ = ["jacobian", "flatten_params_jacobian", "unit_rows", "cosine", "cosine_matrix", "grid_search"]
+__all__ = ["jacobian", "ntk", "flatten_params_jacobian", "unit_rows", "cosine", "cosine_matrix", "grid_search"]

@@ -261,3 +261,20 @@ def torch_autograd(layer, params, x, dout, kwargs=None) -> dict:
     for (path, t), g in zip(pairs, grads):
         result = set_leaf(result, path, np.zeros(tuple(t.shape)) if g is None else g.numpy())
     return result
+
+
+def torch_func_jacobian(layer, params, x, kwargs=None) -> dict:
+    """The per-example params Jacobian (host float64 tree, leaves (B, *out, *leaf)) by
+    ``torch.func.vmap(torch.func.jacrev(...))`` through the layer's own forward, run one
+    example at a time on float64 torch tensors: the judge of :func:`tinynim.analysis.jacobian`."""
+    import torch
+    from torch.func import jacrev, vmap
+
+    p = tree_map(lambda a: torch.as_tensor(np.array(to_numpy(a))).double(), params)
+    xt = torch.as_tensor(np.array(to_numpy(x))).double()
+
+    def one(params, xi):                                   # one example: out (*out)
+        return layer.forward(params, xi[None, ...], **(kwargs or {}))[0][0, ...]
+
+    J = vmap(jacrev(one), in_dims=(None, 0))(p, xt)
+    return tree_map(lambda a: a.numpy(), J)

@@ -76,6 +76,10 @@ class Elementwise(Layer):
         self.check_dout(dout, tuple(cache.x.shape))
         return dout * self.df(namespace(cache.x), cache.x, cache.out), {}
 
+    def backward_per_example(self, params, cache, dout):
+        """No parameters, so nothing to keep apart: the backward itself."""
+        return self.backward(params, cache, dout)
+
 
 class ReLU(Elementwise):
     def f(self, xp, x):

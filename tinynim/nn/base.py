@@ -19,6 +19,12 @@ A layer is hyperparameters plus three pure functions::
 * **Examples**: every concrete layer provides ``examples(rng) -> {route: (layer, x, kwargs)}``,
   one small instance per distinct code route. :func:`collect_layers` finds the layers of a
   package by them; ``python -m tinynim check`` and the tests run every route.
+* **Per-example gradients** (optional, for Jacobians and the neural tangent kernel in
+  :mod:`tinynim.analysis`): a layer that treats the examples of a batch (axis 0 of ``x``)
+  independently may give :meth:`Layer.backward_per_example`, which keeps the examples apart
+  in ``grads``, and may override :meth:`Layer.backward_gram`, the inner products of those
+  per-example gradients, when they factorise (Linear). :attr:`Layer.per_example` says whether
+  a layer has them; without them the analysis falls back to one backward per example.
 * **Validation** (static: shapes, dtypes and namespaces only, never values, so that
   forward and backward stay traceable under ``jax.jit``): hyperparameters at construction
   (:meth:`Layer.check_sizes`), inputs and params at ``forward`` (:meth:`Layer.check_input`,
@@ -32,13 +38,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import numbers
 import pkgutil
 from functools import cached_property
 
 import array_api_compat
 
-from tinynim.tree import tree_map
+from tinynim.tree import leaves_with_paths, tree_map
 
 
 def shape_tree(a):
@@ -49,6 +56,27 @@ def shape_tree(a):
     if a is None:
         return None
     return tuple(a.shape) if hasattr(a, "shape") else type(a).__name__
+
+
+def split_rows(a, split):
+    """(a[:split], a[split:]) along axis 0, or (a, a) for split=None."""
+    return (a, a) if split is None else (a[:split, ...], a[split:, ...])
+
+
+def gram(grads, split=None):
+    """Σ over the leaves of per-example gradients (n, *leaf) of G₁ G₂ᵀ, with G the leaf
+    flattened to (n, P) and split by :func:`split_rows`; None for a tree without leaves."""
+    total = None
+    for _, g in leaves_with_paths(grads):
+        xp = array_api_compat.array_namespace(g)
+        G1, G2 = split_rows(xp.reshape(g, (g.shape[0], math.prod(g.shape[1:]))), split)      # (m, P), (n − m, P)
+        total = add_gram(total, G1 @ G2.T)
+    return total
+
+
+def add_gram(a, b):
+    """a + b where None stands for 0 (a layer without parameters)."""
+    return b if a is None else a if b is None else a + b
 
 
 def _namespace_name(a) -> str:
@@ -87,6 +115,29 @@ class Layer:
 
     def backward(self, params, cache, dout):
         raise NotImplementedError
+
+    # -- per-example gradients (optional) ------------------------------------------------
+    @property
+    def per_example(self) -> bool:
+        """Whether :meth:`backward_per_example` (hence :meth:`backward_gram`) is available."""
+        return type(self).backward_per_example is not Layer.backward_per_example
+
+    def backward_per_example(self, params, cache, dout):
+        """``(dx, grads)`` as :meth:`backward`, but each grads leaf keeps a leading axis over
+        the n examples (axis 0 of x): ``grads[i]`` is example i's gradient, and the sum over
+        that axis is :meth:`backward`'s. Only for layers that treat examples independently."""
+        raise NotImplementedError(f"{self.name}: no per-example backward (layer.per_example is False)")
+
+    def backward_gram(self, params, cache, dout, split=None):
+        """``(dx, Γ)``: Γ[a, b] = Σ_θ g_a(θ) g_b(θ), the inner products of the per-example
+        gradients g_i = ∂⟨dout_i, out_i⟩/∂θ over every parameter θ of the layer.
+
+        split=None: all n examples against all (n, n); split=m: examples a < m against
+        b ≥ m (m, n − m). Γ is None for a layer without parameters. This default contracts
+        :meth:`backward_per_example`'s grads leaf by leaf; a layer whose per-example gradients
+        factorise overrides it so that they are never formed."""
+        dx, grads = self.backward_per_example(params, cache, dout)
+        return dx, gram(grads, split)
 
     def __call__(self, params, x, **kw):
         """The forward output only (inference)."""

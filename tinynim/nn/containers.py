@@ -20,10 +20,11 @@ validated by the child, so a wrong ``dout`` is reported by the last layer of the
 """
 from __future__ import annotations
 
+import functools
 from functools import cached_property
 
 from tinynim.backend import asarray
-from tinynim.nn.base import Layer
+from tinynim.nn.base import Layer, add_gram
 from tinynim.nn.activations import Tanh
 from tinynim.nn.attention import SoftmaxAttention
 from tinynim.nn.linear import Linear
@@ -75,10 +76,28 @@ class Sequential(Layer):
         return x, tuple(caches)
 
     def backward(self, params, cache, dout):
-        grads = {}
+        return self._chain("backward", params, cache, dout)
+
+    def _chain(self, method, params, cache, dout, *args):
+        """The chain rule right to left: each child's `method` (backward, backward_per_example,
+        backward_gram) maps the cotangent of its output to that of its input and returns its
+        own grads (or Gram) on the way: ``(dx, {"0": result₀, ...})``."""
+        results = {}
         for k in reversed(range(len(self.layers))):
-            dout, grads[str(k)] = self.layers[k].backward(params[str(k)], cache[k], dout)
-        return dout, grads
+            dout, results[str(k)] = getattr(self.layers[k], method)(params[str(k)], cache[k], dout, *args)
+        return dout, results
+
+    @property
+    def per_example(self):
+        return all(layer.per_example for layer in self.layers)
+
+    def backward_per_example(self, params, cache, dout):
+        return self._chain("backward_per_example", params, cache, dout)
+
+    def backward_gram(self, params, cache, dout, split=None):
+        """The children's Grams add up: the parameters are theirs, disjoint."""
+        dx, grams = self._chain("backward_gram", params, cache, dout, split)
+        return dx, functools.reduce(add_gram, grams.values(), None)
 
     @staticmethod
     def examples(rng):
@@ -113,6 +132,18 @@ class Residual(Layer):
     def backward(self, params, cache, dout):
         dx, grads = self.layer.backward(params, cache, dout)
         return dout + dx, grads
+
+    @property
+    def per_example(self):
+        return self.layer.per_example
+
+    def backward_per_example(self, params, cache, dout):
+        dx, grads = self.layer.backward_per_example(params, cache, dout)
+        return dout + dx, grads
+
+    def backward_gram(self, params, cache, dout, split=None):
+        dx, gram = self.layer.backward_gram(params, cache, dout, split)
+        return dout + dx, gram
 
     @staticmethod
     def examples(rng):
