@@ -6,11 +6,14 @@ nothing in ``tinynim/`` imports it. Each module listed in :data:`PAPERS` defines
 
 * ``CLAIMS``: its :class:`tinynim.claims.Claim` tuple (reference numbers and pass bounds);
 * ``measure(experiment, *, quick_mode=None, log=None, seed_offset=0) -> dict``: the metrics
-  the claims of that experiment read.
+  the claims of that experiment read; an experiment is a key of ``EXPERIMENTS`` (training
+  runs) or of the optional ``MEASUREMENTS`` (measurements that train nothing, e.g. Monte
+  Carlo over initialisations).
 """
 import importlib
 
-PAPERS = ("tasks.icl_regression", "tasks.mesa_optimization", "tasks.gated_rnn_attention", "tasks.state_soup")
+PAPERS = ("tasks.icl_regression", "tasks.mesa_optimization", "tasks.gated_rnn_attention", "tasks.state_soup",
+          "tasks.ntk_ensembles")
 
 
 def paper_modules():
