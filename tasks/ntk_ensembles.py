@@ -56,7 +56,7 @@ import numpy as np
 from tinynim.analysis import flatten_params_jacobian, jacobian, ntk
 from tinynim.backend import asarray, namespace, to_numpy, use_dtype
 from tinynim.claims import Claim
-from tinynim.experiment import Experiment, run, scaled
+from tinynim.experiment import Experiment, once_per_backend, run, scaled
 from tinynim.gradcheck import rel_error
 from tinynim.nn.base import Layer
 from tinynim.nn.containers import Sequential
@@ -383,15 +383,12 @@ def auroc(scores_in, scores_out) -> float:
 # -- trained (non-linear) ensembles ------------------------------------------------------------------
 
 def toy_batch(seed: int = 0):
-    """The toy training set as an Experiment data stream: (rng, step) -> (X, Y[:, None])."""
-    batch = []
-
-    def data(rng, step):
-        if step == 0 or not batch:                     # a run starts at step 0: its backend's arrays
-            d = toy_data(seed, n_test=1)
-            batch[:] = [(d["X"], d["Y"][:, None])]
-        return batch[0]
-    return data
+    """The toy training set as an Experiment data stream: (rng, step) -> (X, Y[:, None]),
+    made once per backend."""
+    def batch():
+        d = toy_data(seed, n_test=1)
+        return d["X"], d["Y"][:, None]
+    return lambda rng, step: once_per_backend(batch, "ntk_ensembles.toy_batch", seed)
 
 
 def trained_experiment(width: int, member: int, seed: int = 0) -> Experiment:
