@@ -2,7 +2,7 @@
 (Kobayashi, Vilimelis Aceituno, von Oswald 2022, "Disentangling the predictive variance of
 deep ensembles through the neural tangent kernel", arXiv:2210.09818).
 
-A network f(x; θ) ∈ R, linearised at its initialisation θ₀ (Lee et al. 2019)::
+A network f(x; θ) ∈ R, linearised at its initialisation θ₀ (Lee et al., arXiv:1902.06720)::
 
     f_lin(x; θ) = f₀(x) + J(x)(θ − θ₀)      J(x) = ∂f/∂θ at θ₀ (1, P)      Θ̂(x, x') = J(x) J(x')ᵀ
 
@@ -673,15 +673,15 @@ CLAIMS = (
            statement="one network at n = 10⁵: readout kernel K̂ = ΦΦᵀ vs the closed-form NNGP (rel. error)",
            why="as P10.kernels.ntk"),
     _CLAIM(id="P10.widths.kernel_var", observed=(1.141, 1.306), seeds="seeds 0–2", kind="statistical", experiment="widths", metric="kernel_var_x_width_ratio",
-           bound=("<=", 1.5), reference="constant (kernel noise is O(1/n))", source="paper; He et al. 2020",
+           bound=("<=", 1.5), reference="constant (kernel noise is O(1/n))", source="paper; He et al. arXiv:2007.05864",
            statement="Var[kernel]·n over n ∈ {64, 256, 1024}: max / min (512 antithetic members)",
            why="256 independent hidden draws: each variance has ~9 % s.e.; plus O(1/√n) corrections at n = 64"),
     _CLAIM(id="P10.widths.init_var", observed=(0.01461, 0.06012), seeds="seeds 0–2", kind="statistical", experiment="widths", metric="init_var_error/1024",
            bound=("<=", 0.22), reference="0 as n → ∞", source="paper; infinite-width formula (ours)",
            statement="n = 1024: mean Var[init] vs the infinite-width NNGP/NTK formula (rel. error)",
-           why="3/√256 (256 independent draws) + 1/√1024, the tolerance the issue states"),
+           why="Monte Carlo 3/√256 (256 independent draws; ~3 s.e.) plus finite width 1/√1024"),
     _CLAIM(id="P10.trained.gap", observed=(0.5935, 0.6322), seeds="seeds 0–2", kind="statistical", experiment="trained_ensemble", metric="gap_ratio_max",
-           bound=("<", 1.0), reference="O(1/√n)", source="paper (trained non-linear ensembles); Lee et al. 2019",
+           bound=("<", 1.0), reference="O(1/√n)", source="paper (trained non-linear ensembles); Lee et al. arXiv:1902.06720",
            statement="real GD vs its linearisation, 8 members × 1000 steps: the gap shrinks 64 → 256 → 1024 (largest ratio)",
            why="an ordering; O(1/√n) predicts ratios ≈ 0.5"),
     _CLAIM(id="P10.ood.init_distance", observed=(0.0396, 0.0786), seeds="seeds 0–2", kind="statistical", experiment="ood", metric="init_minus_kernel_far",
