@@ -262,3 +262,15 @@ def test_ntk_parametrization_is_the_standard_one_rescaled(f64):
     assert_close(dxn, dxs, 1e-14, "dx")
     assert_close(gn["W"], host(gs["W"]) / 2.0, 1e-14, "dW")
     assert abs(float(np.std(host(ntk.init(RNG(5))["W"]))) - 1.0) < 0.5     # 12 draws of N(0, 1)
+
+
+def test_jacobian_and_ntk_of_an_empty_batch(backend):
+    """B = 0: every route returns empty arrays of the right shapes (no reshape of -1 on 0)."""
+    layer = MLP([3, 4, 2], activation="tanh")
+    params = layer.init(RNG(0))
+    x = RNG(1).normal((0, 3))
+    for fast in (True, False):
+        J = analysis.jacobian(layer, params, x, wrt="params", fast=fast)
+        assert tuple(J["0"]["W"].shape) == (0, 2, 3, 4) and tuple(J["2"]["b"].shape) == (0, 2, 2)
+        assert tuple(analysis.ntk(layer, params, x, RNG(2).normal((3, 3)), fast=fast).shape) == (0, 3, 2, 2)
+    assert tuple(analysis.jacobian(layer, params, x).shape) == (0, 2, 3)

@@ -50,7 +50,7 @@ def _check_x(x, who):
 
 def output_shape(layer, params, x, kwargs) -> tuple:
     """The per-example output shape (*out) of `layer` on inputs like x (B, *in)."""
-    return tuple(layer.forward(params, x[:1, ...], **kwargs)[0].shape[1:])
+    return tuple(layer.forward(params, x[:min(x.shape[0], 1), ...], **kwargs)[0].shape[1:])
 
 
 def tiled(xp, x, K):

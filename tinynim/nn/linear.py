@@ -96,9 +96,9 @@ class Linear(Layer):
         self.check_input(x, min_ndim=2, what="x (per-example backward: examples on axis 0)")
         self.check_dout(dout, tuple(x.shape[:-1]) + (self.d_out,))
         xp = namespace(dout)
-        n = x.shape[0]
-        X = xp.reshape(x, (n, -1, self.d_in))       # (n, r, d_in)
-        G = xp.reshape(dout, (n, -1, self.d_out))   # (n, r, d_out)
+        n, r = x.shape[0], math.prod(x.shape[1:-1])
+        X = xp.reshape(x, (n, r, self.d_in))        # (n, r, d_in)
+        G = xp.reshape(dout, (n, r, self.d_out))    # (n, r, d_out)
         grads = {"W": self._scaled(xp.matrix_transpose(X) @ G)}    # (n, d_in, d_out)
         if self.bias:
             grads["b"] = xp.sum(G, axis=1)          # (n, d_out)
