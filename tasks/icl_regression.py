@@ -219,15 +219,27 @@ class LinearTransformer(Layer):
     composition of full layers, kept as the reference the fast path is tested against.
     Default init: the paper code's VarianceScaling(0.002/L) (truncated normal, std
     √(0.002/(L·D)) after truncation).
+
+    ``layer``: another attention layer to stack instead of the LSA built from ``form``,
+    ``n_heads``, ``d_key`` and ``init_std`` (e.g. the ω-parametrised DIAG layer of
+    arXiv:2402.14180, ``tasks.noisy_regression.OmegaLSA``); it must have ``d_model = d + d_out``
+    and take ``forward(params, H, n_context=, last_only=)`` returning the residual increment.
     """
 
     def __init__(self, d, d_out=1, n_layers=1, *, shared=True, form="merged", n_heads=1,
-                 d_key=None, init_std=None, fast=True):
+                 d_key=None, init_std=None, fast=True, layer=None):
         self.d, self.d_out, self.n_layers, self.shared, self.fast = d, d_out, n_layers, shared, fast
         self.D = d + d_out
+        if layer is not None:
+            if getattr(layer, "d_model", None) != self.D:
+                raise ValueError(f"LinearTransformer: layer must have d_model = d + d_out = {self.D}, "
+                                 f"got {getattr(layer, 'd_model', None)!r}")
+            self.lsa = layer
+            return
         if init_std is None:
             init_std = math.sqrt(0.002 / (n_layers * self.D)) / 0.8796256610342398  # truncation
-        self.lsa = LinearSelfAttention(self.D, n_heads, d_key, form=form, init_std=init_std)
+        self.lsa = LinearSelfAttention(self.D, n_heads, d_key, form=form, init_std=init_std,
+                                       d_y=d_out if form == "diagonal" else None)
 
     def init(self, rng, *, dtype=None, backend=None):
         rng = as_rng(rng)

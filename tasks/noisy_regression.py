@@ -1,0 +1,681 @@
+"""Noisy in-context linear regression (Vladymyrov, von Oswald, Sandler, Ge 2024, "Linear
+Transformers are Versatile In-Context Learners", NeurIPS 2024, arXiv:2402.14180; there is no
+official code: everything below is re-derived from the paper's text and checked by tests).
+
+Data (paper Sec. 5): every sequence τ has its own weights and its own noise level::
+
+    w_τ ~ N(0, I_d),  x_i ~ N(0, I_d),  y_i = ⟨w_τ, x_i⟩ + σ_τ ξ_i,  ξ_i ~ N(0, 1)
+    σ_τ ~ U(0, σ_max)  (or uniform over a finite set of levels)      the query target is noise-free
+
+σ_τ is a standard deviation (the paper calls it "variance"). Tokens as in arXiv:2212.07677:
+e_i = (x_i, y_i), i = 1..n, query e_{n+1} = (x_t, 0), prediction ŷ = −(query's y slot after
+the last layer), non-causal attention whose keys and values are the n context tokens.
+
+Context statistics (unnormalised, the paper's notation): Σ = Σ_i x_i x_iᵀ, α = Σ_i y_i x_i,
+λ = Σ_i y_i². The oracle is ridge regression with the true noise, w* = (Σ + σ_τ² I)⁻¹ α, and
+the metric is the **adjusted loss**: ½-MSE minus the oracle's ½-MSE on the same sequences.
+
+Baselines (closed form, batched, computed in the eigenbasis of Σ so that any per-sequence
+ridge parameter costs O(d)): :func:`oracle_ridge`, :func:`adaptive_ridge` (AdaRR: σ̂² from the
+OLS residual with n − d degrees of freedom), :func:`tuned_ridge` (TunedRR: AdaRR with a tuned
+cap and factor on σ̂²), :func:`constant_ridge` (ConstRR: one tuned λ for all sequences) and
+one GD step from 0, ŷ = η ⟨α, x_t⟩ (:func:`gd_one_step`, η tuned in closed form).
+
+Models, all :class:`tasks.icl_regression.LinearTransformer` stacks with unshared layers:
+
+* FULL: single-head merged LSA layers (:func:`full_model`);
+* DIAG: :class:`OmegaLSA`, the diagonal layer in the paper's ω parametrisation, which needs no
+  P and Q matrices (its own hand-derived backward)::
+
+      x_i ← x_i + ω_xx Σ x_i + ω_xy α y_i,      y_i ← y_i + ω_yx ⟨α, x_i⟩ + ω_yy λ y_i
+
+  (ω = Σ_k of the heads' p·q products, the same layer as ``LinearSelfAttention(form="diagonal")``
+  with several heads: :meth:`OmegaLSA.products`);
+* GD++: DIAG with ω_xy = ω_yy = 0 (a preconditioner I + ω_xx Σ on x, a GD step on y).
+
+**Scales** [ours]. The ω's multiply statistics of very different sizes (Σ ~ n, α y ~ n s_y²,
+λ ~ n s_y², with s_y² = E y² = d + σ_max²/3), so the trained values spread over ~100×, and
+Adam on raw ω's blows up (one learning rate for all). :class:`OmegaLSA` therefore stores θ
+with ω = scale · θ, scales from :func:`omega_scales` (1/n, 1/(n s_y), 1/n, 1/(n s_y²) for
+xx, xy, yx, yy): each θ moves the tokens by O(θ) whatever the statistic's size.
+
+Theorem 4.1 / Lemma 4.3 (:func:`lemma43`): every token of every layer of any such stack is a
+fixed linear image of the input token, x_i^l = M^l x_i + u^l y_i, y_i^l = a^l y_i + ⟨w^l, x_i⟩,
+so the prediction is −⟨w^L, x_t⟩: the model keeps an implicit linear model w^L, built from
+(Σ, α, λ) only. :func:`readout` describes a trained DIAG in the paper's terms.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import NamedTuple
+
+import array_api_compat
+import numpy as np
+
+from tinynim.analysis import grid_search
+from tinynim.backend import asarray, get_backend, namespace, to_numpy, use_dtype
+from tinynim.claims import Claim
+from tinynim.experiment import Experiment, run, scaled
+from tinynim.gradcheck import rel_error
+from tinynim.nn.base import Layer
+from tinynim.nn.linear_attention import merged_products, place_rows
+from tinynim.optim import Adam, cosine as cosine_schedule
+from tinynim.random import RNG, as_rng
+
+from tasks import icl_regression as icl
+from tasks.icl_regression import LinearTransformer, loss
+
+
+# -- data ------------------------------------------------------------------------------
+
+def sample(rng, batch, n_context=20, d=10, *, sigma_max=5.0, sigma_levels=None, dtype=None):
+    """`batch` noisy regression sequences: (tokens (B, n+1, d+1), targets (B, 1), σ (B,)).
+
+    w ~ N(0, I), x ~ N(0, I); the context y carries noise of std σ_τ, drawn per sequence from
+    U(0, sigma_max), or uniformly from `sigma_levels` when given; the query target is noise-free.
+    """
+    x, w, sigma, xi = draw(rng, batch, n_context, d, sigma_max=sigma_max, sigma_levels=sigma_levels)
+    return make_tokens(x, w, sigma[:, None] * xi, dtype) + (asarray(sigma, dtype),)
+
+
+def draw(rng, batch, n_context=20, d=10, *, sigma_max=5.0, sigma_levels=None):
+    """The host draws behind :func:`sample`: x (B, n+1, d), w (B, d), σ (B,), ξ (B, n)."""
+    rng = as_rng(rng)
+    if sigma_levels is None and not sigma_max >= 0:
+        raise ValueError(f"sample: sigma_max must be ≥ 0, got {sigma_max!r}")
+    w = rng.normal((batch, d), host=True)
+    x = rng.normal((batch, n_context + 1, d), host=True)
+    if sigma_levels is None:
+        sigma = rng.uniform((batch,), 0.0, sigma_max, host=True)
+    else:
+        levels = np.asarray(sigma_levels, dtype=np.float64)
+        if levels.ndim != 1 or levels.size == 0 or np.any(levels < 0):
+            raise ValueError(f"sample: sigma_levels must be a non-empty list of stds ≥ 0, got {sigma_levels!r}")
+        sigma = levels[rng.integers(0, levels.size, (batch,), host=True)]
+    return x, w, sigma, rng.normal((batch, n_context), host=True)
+
+
+def make_tokens(x, w, noise, dtype=None):
+    """(tokens, targets) from host draws: y_i = ⟨w, x_i⟩ + noise_i on the context (noise
+    (B, n)), the query's y slot 0 and its target noise-free."""
+    n = noise.shape[1]
+    y = np.einsum("btd,bd->bt", x, w)                                   # (B, n+1)
+    ys = np.concatenate([y[:, :n] + noise, np.zeros((len(y), 1))], axis=1)[..., None]
+    return asarray(np.concatenate([x, ys], axis=-1), dtype), asarray(y[:, n:], dtype)
+
+
+def noisy_data(batch, n_context=20, d=10, *, sigma_max=5.0, sigma_levels=None):
+    """``(rng, step) -> (tokens, targets)``: `batch` fresh sequences per step (an Experiment's data)."""
+    def data(rng, step):
+        return sample(rng, batch, n_context, d, sigma_max=sigma_max, sigma_levels=sigma_levels)[:2]
+    return data
+
+
+# -- baselines: ridge regression in the eigenbasis of Σ ----------------------------------
+
+class Spectrum(NamedTuple):
+    """A batch's context statistics in the eigenbasis of Σ = U diag(s) Uᵀ."""
+    s: object        # (B, d) eigenvalues of Σ
+    z: object        # (B, d) Uᵀ x_t
+    beta: object     # (B, d) Uᵀ α
+    yy: object       # (B,)   λ = Σ_i y_i²
+    n: int           # context length
+
+
+def spectrum(tokens) -> Spectrum:
+    """:class:`Spectrum` of a token batch (B, n+1, d+1) (one scalar output)."""
+    d, n = tokens.shape[-1] - 1, tokens.shape[1] - 1
+    s, z, beta, _ = icl.spectrum(tokens, d)
+    Y = tokens[:, :n, d]
+    return Spectrum(s[..., 0], z[..., 0], beta[..., 0], namespace(tokens).sum(Y * Y, axis=1), n)
+
+
+def _spec(x):
+    return x if isinstance(x, Spectrum) else spectrum(x)
+
+
+def ridge(tokens, lam):
+    """ŷ = ⟨(Σ + λ I)⁻¹ α, x_t⟩ (B, 1) for a scalar λ or one per sequence (B,); `tokens` may
+    be a precomputed :class:`Spectrum`. In the eigenbasis: ŷ = Σ_k z_k β_k / (s_k + λ)."""
+    sp = _spec(tokens)
+    xp = namespace(sp.s)
+    lam = lam[:, None] if hasattr(lam, "shape") else lam
+    return xp.sum(sp.z * sp.beta / (sp.s + lam), axis=1, keepdims=True)
+
+
+def ols_noise(tokens):
+    """σ̂² = ‖y − X w_OLS‖² / (n − d) (B,), the unbiased OLS noise estimate (needs n > d);
+    the residual sum of squares is λ − αᵀ Σ⁻¹ α = λ − Σ_k β_k² / s_k."""
+    sp = _spec(tokens)
+    d = sp.s.shape[1]
+    if sp.n <= d:
+        raise ValueError(f"ols_noise: needs more context points than dimensions, got n = {sp.n}, d = {d}")
+    xp = namespace(sp.s)
+    return (sp.yy - xp.sum(sp.beta * sp.beta / sp.s, axis=1)) / (sp.n - d)
+
+
+def oracle_ridge(tokens, sigma):
+    """Ridge with the true noise variance σ_τ² (σ: (B,) standard deviations)."""
+    return ridge(tokens, sigma * sigma)
+
+
+def adaptive_ridge(tokens):
+    """AdaRR: ridge with λ = σ̂² (:func:`ols_noise`)."""
+    return ridge(tokens, ols_noise(tokens))
+
+
+def tuned_ridge(tokens, cap, factor):
+    """TunedRR: ridge with λ = factor · min(σ̂², cap). [RECON] The paper names the two tuned
+    parameters (a maximum threshold on σ̂² and a multiplicative factor) but not their order."""
+    xp = namespace(_spec(tokens).s)
+    return ridge(tokens, factor * xp.clip(ols_noise(tokens), max=cap))
+
+
+def constant_ridge(tokens, lam):
+    """ConstRR: ridge with one λ for every sequence."""
+    return ridge(tokens, lam)
+
+
+def gd_one_step(tokens, eta):
+    """One GD step from w = 0 on ½ Σ_i (y_i − ⟨w, x_i⟩)² (unnormalised): ŷ = η ⟨α, x_t⟩ (B, 1)."""
+    sp = _spec(tokens)
+    return eta * namespace(sp.s).sum(sp.z * sp.beta, axis=1, keepdims=True)
+
+
+def adjusted_loss(pred, targets, tokens, sigma) -> float:
+    """½-MSE of `pred` minus the oracle ridge's ½-MSE on the same sequences (float)."""
+    return loss(pred, targets) - loss(oracle_ridge(tokens, sigma), targets)
+
+
+def tune_gd_one_step(tokens, targets):
+    """({"eta": η*}, loss): ŷ = η u with u = ⟨α, x_t⟩ is linear in η, so the ½-MSE optimum is
+    the least-squares slope η* = Σ u y / Σ u² (exact, no search)."""
+    xp = namespace(targets)
+    u = gd_one_step(tokens, 1.0)
+    eta = float(xp.sum(u * targets) / xp.sum(u * u))
+    return {"eta": eta}, loss(eta * u, targets)
+
+
+def tune_constant_ridge(tokens, targets, log10_range=(-3.0, 4.0)):
+    """({"lam": λ*}, loss) of ConstRR: zooming grid search over log₁₀ λ."""
+    sp = _spec(tokens)
+    (p,), value = grid_search(lambda p: loss(ridge(sp, 10.0 ** p[0]), targets), [log10_range])
+    return {"lam": 10.0 ** p}, value
+
+
+def tune_tuned_ridge(tokens, targets, log10_cap=(-1.0, 3.0), factor=(0.0, 3.0)):
+    """({"cap": .., "factor": ..}, loss) of TunedRR: 2-D zooming grid search (σ̂² computed once)."""
+    sp = _spec(tokens)
+    noise = ols_noise(sp)
+    xp = namespace(noise)
+    (c, f), value = grid_search(lambda p: loss(ridge(sp, p[1] * xp.clip(noise, max=10.0 ** p[0])), targets),
+                                [log10_cap, factor], grid=11, rounds=3)
+    return {"cap": 10.0 ** c, "factor": f}, value
+
+
+# -- the DIAG layer: ω parametrisation --------------------------------------------------
+
+OMEGAS = ("xx", "xy", "yx", "yy")      # DIAG: all four
+GDPP = ("xx", "yx")                    # GD++: ω_xy = ω_yy = 0
+
+
+def omega_scales(n_context, d, sigma_max):
+    """ω = scale · θ per term [ours]: 1/n for xx and yx, 1/(n s_y) for xy, 1/(n s_y²) for yy,
+    with s_y² = d + σ_max²/3 the mean y² of the data (module docstring)."""
+    sy2 = d + sigma_max ** 2 / 3
+    return {"xx": 1 / n_context, "xy": 1 / (n_context * math.sqrt(sy2)), "yx": 1 / n_context,
+            "yy": 1 / (n_context * sy2)}
+
+
+class OmegaCache(NamedTuple):
+    x: object          # (B, T, D) input
+    n: int             # context tokens
+    last_only: bool
+    G: object          # (B, D, D) context statistics CᵀC = [[Σ, α], [αᵀ, λ]]
+    K: object          # (B, D, D) Ω ⊙ G
+    masks: dict        # term -> its block of ones (D, D)
+
+
+def _block_masks(like, d, D):
+    """{term: (D, D) 0/1 block} in `like`'s dtype and device: the entries of K = Ω ⊙ G each ω
+    multiplies (row convention: rows index the input features, columns the output's)."""
+    xp = namespace(like)
+    i = xp.arange(D, device=array_api_compat.device(like))
+    is_x = xp.astype(i < d, like.dtype)                                   # (D,)
+    is_y = 1 - is_x
+    outer = lambda a, b: xp.expand_dims(a, 1) * xp.expand_dims(b, 0)
+    return {"xx": outer(is_x, is_x), "yx": outer(is_x, is_y), "xy": outer(is_y, is_x), "yy": outer(is_y, is_y)}
+
+
+class OmegaLSA(Layer):
+    """The DIAG layer of arXiv:2402.14180 in its ω parametrisation (residual not included).
+
+    Tokens x = [X | Y] (B, T, d + d_y), context C = the first n rows. The layer is::
+
+        X ← X + ω_xx X Σ + ω_xy Y αᵀ,      Y ← Y + ω_yx X α + ω_yy Y λ
+        Σ = X_cᵀ X_c (d×d),  α = X_cᵀ Y_c (d×d_y),  λ = Y_cᵀ Y_c (d_y×d_y)
+
+    with ω_t = scale_t · θ_t, params θ_t of shape (1,) for t in ``terms`` (absent terms are 0:
+    GD++ is ``terms=("xx", "yx")``). In matrix form, with G = CᵀC = [[Σ, α], [αᵀ, λ]] and Ω
+    the block matrix [[ω_xx, ω_yx], [ω_xy, ω_yy]] (blocks of sizes d, d_y)::
+
+        out = x K,   K = Ω ⊙ G                                       (B, T, D)
+
+    one (D×D) matrix per sequence, so a layer costs two small GEMMs however many ω's it has
+    (``last_only``: the last row only, (B, 1, D)). Backward, G_out = dL/d(out)::
+
+        dK = xᵀ G_out,   dx = G_out Kᵀ + C (dG + dGᵀ) on the context rows,   dG = Ω ⊙ dK
+        dθ_t = scale_t Σ_b Σ_{block t} (dK ⊙ G)
+
+    One path only: it is the block form of ``LinearSelfAttention(form="diagonal")`` with
+    several heads (no per-head products or scores), and a test checks the two equal.
+    """
+
+    def __init__(self, d, d_y=1, *, terms=OMEGAS, scales=None, init_std=0.01):
+        self.check_sizes(d=d, d_y=d_y)
+        terms = tuple(terms)
+        if not terms or any(t not in OMEGAS for t in terms) or len(set(terms)) != len(terms):
+            raise ValueError(f"OmegaLSA: terms must be distinct names from {OMEGAS}, got {terms!r}")
+        scales = dict(scales or {})
+        if any(k not in OMEGAS for k in scales):
+            raise ValueError(f"OmegaLSA: scales must be keyed by {OMEGAS}, got {sorted(scales)}")
+        self.d, self.d_y, self.d_model = d, d_y, d + d_y
+        self.terms = tuple(t for t in OMEGAS if t in terms)
+        self.scales = {t: float(scales.get(t, 1.0)) for t in self.terms}
+        self.init_std = init_std
+
+    @property
+    def param_shapes(self) -> dict:
+        return {t: (1,) for t in self.terms}
+
+    def init(self, rng, *, dtype=None, backend=None):
+        """θ_t ~ truncated normal (±2 std), std = init_std (default 0.01: near the identity map)."""
+        rng = as_rng(rng)
+        return {t: rng.truncated_normal((1,), std=self.init_std, dtype=dtype, backend=backend)
+                for t in self.terms}
+
+    def omega(self, params):
+        """{term: ω (1,)} = scale · θ (the terms of this layer only)."""
+        return {t: self.scales[t] * params[t] for t in self.terms}
+
+    def products(self, params):
+        """The same layer as two diagonal heads (Q, P), each (2, D, D): head 1 has q = (1, 0),
+        p = (ω_xx, ω_yx); head 2 q = (0, 1), p = (ω_xy, ω_yy) (Σ_k p·q gives every ω)."""
+        w = self.omega(params)
+        like = params[self.terms[0]]
+        xp = namespace(like)
+        zero, one = xp.zeros_like(like), xp.ones_like(like)
+        get = lambda t: w.get(t, zero)
+        diag = {"q_x": xp.concat([one, zero]), "q_y": xp.concat([zero, one]),
+                "p_x": xp.concat([get("xx"), get("xy")]), "p_y": xp.concat([get("yx"), get("yy")])}
+        return merged_products(diag, "diagonal", d_model=self.d_model, d_y=self.d_y)
+
+    def forward(self, params, x, n_context=None, last_only=False):
+        self.check_input(x, ndim=3, last=self.d_model, min_steps=1)
+        self.check_params(params, x)
+        T = x.shape[1]
+        n = T if n_context is None else n_context
+        if not 1 <= n <= T:
+            raise ValueError(f"{self.name}: n_context must be in [1, {T}] for T = {T} tokens, got {n_context}")
+        C = x[:, :n, :]                                                  # (B, n, D)
+        G = C.mT @ C                                                     # (B, D, D)
+        masks = _block_masks(x, self.d, self.d_model)
+        w = self.omega(params)
+        K = G * functools.reduce(lambda a, b: a + b, [w[t] * masks[t] for t in self.terms])   # Ω ⊙ G
+        R = x[:, T - 1:, :] if last_only else x                          # output rows
+        return R @ K, OmegaCache(x, n, last_only, G, K, masks)
+
+    def backward(self, params, cache, dout):
+        x, n, last_only, G, K, masks = cache
+        B, T, D = x.shape
+        self.check_dout(dout, (B, 1, D) if last_only else (B, T, D))
+        xp = namespace(dout)
+        R = x[:, T - 1:, :] if last_only else x
+        dK = R.mT @ dout                                                 # (B, D, D)
+        dKG = xp.sum(dK * G, axis=0)                                     # (D, D)
+        grads = {t: xp.reshape(self.scales[t] * xp.sum(dKG * masks[t]), (1,)) for t in self.terms}
+        w = self.omega(params)
+        dG = dK * functools.reduce(lambda a, b: a + b, [w[t] * masks[t] for t in self.terms])
+        C = x[:, :n, :]
+        dR = dout @ K.mT                                                 # (B, |R|, D)
+        dC = C @ (dG + dG.mT)                                            # (B, n, D)
+        return place_rows(dR, T - dR.shape[1], T) + place_rows(dC, 0, T), grads
+
+    @staticmethod
+    def examples(rng):
+        rng = as_rng(rng)
+        x = lambda T=5, D=4: rng.normal((2, T, D))
+        return {"diag": (OmegaLSA(3, init_std=0.5), x(), {"n_context": 4}),
+                "diag_dy2": (OmegaLSA(2, 2, scales={"xy": 0.5, "yy": 0.1}, init_std=0.5), x(), {}),
+                "gdpp": (OmegaLSA(3, terms=GDPP, init_std=0.5), x(), {"n_context": 4}),
+                "last_only": (OmegaLSA(3, init_std=0.5), x(), {"n_context": 4, "last_only": True}),
+                "only_y": (OmegaLSA(3, terms=("yx", "yy"), init_std=0.5), x(), {"n_context": 3, "last_only": True})}
+
+
+# -- models --------------------------------------------------------------------------------
+
+D, N, SIGMA_MAX = 10, 20, 5.0
+
+
+def diag_model(n_layers, *, terms=OMEGAS, d=D, n_context=N, sigma_max=SIGMA_MAX, init_std=0.01):
+    """DIAG (all four ω's; GD++ with ``terms=GDPP``): `n_layers` unshared :class:`OmegaLSA`
+    layers with the scales of :func:`omega_scales`, read out as −(query y)."""
+    layer = OmegaLSA(d, 1, terms=terms, scales=omega_scales(n_context, d, sigma_max), init_std=init_std)
+    return LinearTransformer(d, 1, n_layers, shared=False, layer=layer)
+
+
+def gdpp_model(n_layers, **kw):
+    """GD++: DIAG with ω_xy = ω_yy = 0."""
+    return diag_model(n_layers, terms=GDPP, **kw)
+
+
+def full_model(n_layers, *, d=D, init_std=None):
+    """FULL: `n_layers` unshared single-head merged LSA layers (Q, P of size (d+1)²)."""
+    return LinearTransformer(d, 1, n_layers, shared=False, form="merged", init_std=init_std)
+
+
+def omegas(model, params) -> np.ndarray:
+    """The ω's of a DIAG/GD++ stack as a host array (L, 4), columns :data:`OMEGAS` (0 where a
+    term is absent)."""
+    layer = model.lsa
+    rows = []
+    for l in range(model.n_layers):
+        w = layer.omega(model.layer_params(params, l))
+        rows.append([float(to_numpy(w[t])[0]) if t in w else 0.0 for t in OMEGAS])
+    return np.array(rows)
+
+
+# -- Theorem 4.1 / Lemma 4.3: the implicit linear model ----------------------------------
+
+def lemma43(model, params, tokens):
+    """The exact recursion of Lemma 4.3 for a non-causal stack (a LinearTransformer of any LSA
+    form, or of OmegaLSA layers): ``(pred (B, d_y), [ {"M", "u", "a", "w"} per layer 0..L ])``.
+
+    Every token (the query too) satisfies x_i^l = M^l x_i + u^l y_i, y_i^l = a^l y_i + w^lᵀ x_i,
+    from M⁰ = I, u⁰ = 0, a⁰ = I, w⁰ = 0. Layer l's attention acts on token e through the
+    middle matrix B^l = Σ_h P_hᵀ G^l Q_hᵀ = [[A, b], [cᵀ, δ]] (column convention: the row
+    layer e ← e + e Q_h Cᵀ C P_h transposed), G^l = [[Σ^l, α^l], [α^lᵀ, λ^l]] the layer's
+    context statistics, and::
+
+        M^{l+1} = (I + A) M^l + b w^lᵀ        u^{l+1} = (I + A) u^l + b a^l
+        a^{l+1} = (I + δ) a^l + cᵀ u^l        w^{l+1} = w^l (I + δ)ᵀ + M^lᵀ c
+
+    The statistics never need the tokens: with E^l = [[M, u], [wᵀ, a]] every token is
+    e_i^l = E^l e_i, so G^l = E^l G⁰ E^lᵀ, from G⁰ of the input context alone. The query's y
+    starts at 0, hence ŷ = −y_t^L = −w^Lᵀ x_t.
+    """
+    xp = namespace(tokens)
+    B, T, Dm = tokens.shape
+    d, n = model.d, T - 1
+    dy = Dm - d
+    dev = array_api_compat.device(tokens)
+    C = tokens[:, :n, :]
+    G0 = C.mT @ C                                                       # (B, D, D)
+    eye = lambda k: xp.broadcast_to(xp.eye(k, dtype=tokens.dtype, device=dev), (B, k, k))
+    state = {"M": eye(d), "u": xp.zeros((B, d, dy), dtype=tokens.dtype, device=dev), "a": eye(dy),
+             "w": xp.zeros((B, d, dy), dtype=tokens.dtype, device=dev)}
+    layers = [state]
+    for l in range(model.n_layers):
+        M, u, a, w = state["M"], state["u"], state["a"], state["w"]
+        E = xp.concat([xp.concat([M, u], axis=2), xp.concat([w.mT, a], axis=2)], axis=1)   # (B, D, D)
+        G = E @ G0 @ E.mT
+        Q, P = model.lsa.products(model.layer_params(params, l))        # (H, D, D), row convention
+        Bm = xp.sum(xp.expand_dims(P.mT, 0) @ xp.expand_dims(G, 1) @ xp.expand_dims(Q.mT, 0), axis=1)
+        A, b, cT, delta = Bm[:, :d, :d], Bm[:, :d, d:], Bm[:, d:, :d], Bm[:, d:, d:]
+        IA, Id = eye(d) + A, eye(dy) + delta
+        state = {"M": IA @ M + b @ w.mT, "u": IA @ u + b @ a, "a": Id @ a + cT @ u, "w": w @ Id.mT + M.mT @ cT.mT}
+        layers.append(state)
+    xq = tokens[:, T - 1:, :d]                                          # (B, 1, d)
+    return -xp.reshape(xq @ state["w"], (B, dy)), layers
+
+
+def lemma43_tokens(layer_state, tokens, d):
+    """Every token of layer l predicted by Lemma 4.3: [X M + Y uᵀ | Y aᵀ + X w] (B, T, D)."""
+    X, Y = tokens[..., :d], tokens[..., d:]
+    s = layer_state
+    return namespace(tokens).concat([X @ s["M"].mT + Y @ s["u"].mT, Y @ s["a"].mT + X @ s["w"]], axis=-1)
+
+
+def exact_errors(seed=0, n_tasks=64) -> dict:
+    """Relative errors (float64) of the exact statements on random inputs (module docstring):
+    Lemma 4.3 on a 4-layer 2-head FULL stack and on a 3-layer DIAG; the ω layer against two
+    diagonal heads; GD++'s Σ map; ω_yx-only = one GD step; GD++ = arXiv:2212.07677's GD++."""
+    with use_dtype("float64"):
+        rng = RNG(seed)
+        tokens, _, _ = sample(rng, n_tasks, 6, 3, sigma_max=1.0)
+        d = 3
+        full = LinearTransformer(d, 1, 4, shared=False, form="merged", n_heads=2, init_std=0.05)
+        diag = diag_model(3, d=d, n_context=6, init_std=0.5)
+        err = {}
+        for name, model in (("lemma43_full", full), ("lemma43_diag", diag)):
+            p = model.init(rng)
+            pred, states = lemma43(model, p, tokens)
+            stream = model.stream(p, tokens)
+            err[name] = max([rel_error(lemma43_tokens(s, tokens, d), H) for s, H in zip(states, stream)]
+                            + [rel_error(pred, model(p, tokens))])
+        layer = OmegaLSA(d, init_std=0.5)
+        p = layer.init(rng)
+        from tinynim.nn.linear_attention import LinearSelfAttention
+        lsa = LinearSelfAttention(d + 1, 2, form="diagonal", d_y=1, fast=False)
+        Q, P = layer.products(p)
+        heads = {"q_x": Q[:, 0, 0], "q_y": Q[:, d, d], "p_x": P[:, 0, 0], "p_y": P[:, d, d]}
+        err["omega_vs_heads"] = rel_error(layer(p, tokens, n_context=6), lsa(heads, tokens, n_context=6))
+        gdpp = OmegaLSA(d, terms=GDPP, init_std=0.5)
+        pg = gdpp.init(rng)
+        X, Xn = tokens[:, :6, :d], (tokens + gdpp(pg, tokens, n_context=6))[:, :6, :d]
+        S, Sn = X.mT @ X, Xn.mT @ Xn
+        I = namespace(S).eye(d, dtype=S.dtype, device=array_api_compat.device(S)) + gdpp.omega(pg)["xx"] * S
+        err["gdpp_sigma"] = rel_error(Sn, I @ S @ I)
+        eta = 0.07
+        one = OmegaLSA(d, terms=("yx",))
+        step = LinearTransformer(d, 1, 1, shared=False, layer=one)
+        err["one_gd_step"] = rel_error(step([{"yx": asarray(np.array([-eta]))}], tokens),
+                                       icl.gd_predict(tokens, eta * 6))
+        K, eta_p1, gamma = 3, 0.4, 0.02                                  # P1's η is on the mean loss: ω_yx = −η/n
+        pp = gdpp_model(K, d=d, n_context=6)
+        sc = pp.lsa.scales
+        theta = {"xx": asarray(np.array([-gamma / sc["xx"]])), "yx": asarray(np.array([-eta_p1 / 6 / sc["yx"]]))}
+        err["gdpp_vs_p1"] = rel_error(pp([theta] * K, tokens), icl.gdpp_predict(tokens, eta_p1, gamma, K))
+    return err
+
+
+# -- evaluation: one fixed set of sequences, the baselines tuned on it ----------------------
+
+EVAL_SEED, EVAL_TASKS = 2024, 100_000      # 100k sequences, as the paper's evaluation
+
+
+class Evaluation:
+    """A fixed evaluation set (seed EVAL_SEED, float32, active backend): the sequences, the
+    same sequences without noise (ξ = 0: a noiseless set with the same x and w), the oracle,
+    and the baselines tuned on it (their best case), each tuned once when first asked for."""
+
+    def __init__(self, n_tasks, *, sigma_max=SIGMA_MAX, sigma_levels=None, n_context=N, d=D):
+        x, w, sigma, xi = draw(RNG(EVAL_SEED), n_tasks, n_context, d, sigma_max=sigma_max, sigma_levels=sigma_levels)
+        self.tokens, self.targets = make_tokens(x, w, sigma[:, None] * xi)
+        self.clean_tokens, _ = make_tokens(x, w, 0 * xi)
+        self.sigma = asarray(sigma)
+        self.spec, self.clean_spec = spectrum(self.tokens), spectrum(self.clean_tokens)
+        self.oracle = loss(oracle_ridge(self.spec, self.sigma), self.targets)
+        self.noise = ols_noise(self.spec)                                 # σ̂² per sequence
+
+    def adjusted(self, pred) -> float:
+        """Adjusted loss of predictions on this set: ½-MSE − the oracle's."""
+        return loss(pred, self.targets) - self.oracle
+
+    @functools.lru_cache(maxsize=None)
+    def tune(self, name, clean=False):
+        """(hyperparameters, ½-MSE) of baseline `name` ("gd1", "constrr", "tunedrr") tuned on
+        this set, or on its noiseless twin if `clean` (whose oracle, exact OLS, scores 0)."""
+        tune = {"gd1": tune_gd_one_step, "constrr": tune_constant_ridge, "tunedrr": tune_tuned_ridge}[name]
+        return tune(self.clean_spec if clean else self.spec, self.targets)
+
+    def baselines(self) -> dict:
+        """Adjusted losses of one tuned GD step, AdaRR, ConstRR and TunedRR."""
+        out = {k: self.tune(k)[1] - self.oracle for k in ("gd1", "constrr", "tunedrr")}
+        out["adarr"] = self.adjusted(adaptive_ridge(self.spec))
+        return out
+
+    def noise_response(self, pred, clean_pred, bins=3) -> np.ndarray:
+        """How a predictor's answer shrinks with the noise, per noise bin: the sequences sorted
+        by their OLS noise estimate σ̂² into `bins` equal bins (lowest first), and in each the
+        least-squares slope of `pred` (its predictions on this set) on `clean_pred` (on the
+        same sequences with their noise set to 0), as a host array.
+
+        A predictor linear in the y's (GD, GD++, ridge with a fixed λ) answers the signal the
+        same way whatever the noise, and its added noise term is uncorrelated with the signal:
+        slope 1 in every bin, up to Monte Carlo error. One that rescales by the noise it sees
+        (AdaRR, the oracle, a DIAG with ω_yy < 0) has slopes that fall as σ̂² grows."""
+        p, o = (to_numpy(a)[:, 0].astype(np.float64) for a in (pred, clean_pred))
+        order = np.argsort(to_numpy(self.noise))
+        return np.array([p[i] @ o[i] / (o[i] @ o[i]) for i in np.array_split(order, bins)])
+
+
+_evaluations = {}
+
+
+def evaluation(quick_mode=None, *, sigma_max=SIGMA_MAX, sigma_levels=None, n_tasks=None) -> Evaluation:
+    """The :class:`Evaluation` for a noise law on the active backend and device (EVAL_TASKS
+    sequences, ÷10 in quick mode), made once per backend, device, size and noise law."""
+    b = get_backend()
+    n = scaled(EVAL_TASKS, quick_mode=quick_mode) if n_tasks is None else n_tasks
+    levels = None if sigma_levels is None else tuple(sigma_levels)
+    key = (n, b.name, str(b.device), sigma_max, levels)
+    if key not in _evaluations:
+        with use_dtype("float32"):
+            _evaluations[key] = Evaluation(n, sigma_max=sigma_max, sigma_levels=levels)
+    return _evaluations[key]
+
+
+# -- what a trained DIAG does, in the paper's terms ------------------------------------------
+
+def layer_statistics(model, params, tokens):
+    """Per layer l = 0..L−1 the context statistics the layer sees, averaged over the batch
+    per sequence: (tr Σ^l / d (B,), λ^l (B,)) as host arrays (the plain token stream)."""
+    out = []
+    d, n = model.d, tokens.shape[1] - 1
+    for H in model.stream(params, tokens)[:-1]:
+        X, Y = to_numpy(H[:, :n, :d]).astype(np.float64), to_numpy(H[:, :n, d]).astype(np.float64)
+        out.append((np.einsum("bnd,bnd->b", X, X) / d, np.einsum("bn,bn->b", Y, Y)))
+    return out
+
+
+def readout(model, params, ev) -> list:
+    """Per layer of a DIAG / GD++ stack, on the evaluation set ``ev``: its ω's, and
+
+    * ``step``: −ω_yx, the step size of the GD-like update of y (ŷ gains −ω_yx ⟨α^l, x_t^l⟩);
+    * ``precond``: ω_xx · mean tr(Σ^l)/d, the mean eigenvalue shift of the GD++ preconditioner
+      x ← (I + ω_xx Σ^l) x (0: none; −1: the mean direction is removed);
+    * ``rescale_low`` / ``rescale_high``: the mean of ω_yy λ^l over the lowest / highest third
+      of the sequences by OLS noise estimate σ̂²: adaptive rescaling y ← (1 + ω_yy λ^l) y,
+      which shrinks more where the noise (hence λ) is larger when ω_yy < 0.
+
+    The last layer's ω_xx and ω_xy do not reach the prediction (only the query's y is read)."""
+    table = omegas(model, params)
+    stats = layer_statistics(model, params, ev.tokens)
+    order = np.argsort(to_numpy(ev.noise))
+    low, high = order[: len(order) // 3], order[-(len(order) // 3):]
+    rows = []
+    for l, ((trS, lam), w) in enumerate(zip(stats, table)):
+        om = dict(zip(OMEGAS, w))
+        rows.append({"layer": l + 1, **{f"w_{t}": om[t] for t in OMEGAS}, "step": -om["yx"],
+                     "precond": om["xx"] * float(trS.mean()),
+                     "rescale_low": om["yy"] * float(lam[low].mean()),
+                     "rescale_high": om["yy"] * float(lam[high].mean())})
+    return rows
+
+
+# -- the experiments (CPU-sized; the paper's sizes are the example's --paper preset) ----------
+# n = 20, d = 10, σ_τ ~ U(0, 5) as the paper's σ_max = 5 column; fresh sequences every step.
+
+def _adam(peak):
+    """Adam with a cosine decay from `peak` to peak/100 (lr 1e-4 constant over 200k steps in
+    the paper; the scaled θ's of OmegaLSA allow a large lr and a short run)."""
+    return lambda steps: Adam(cosine_schedule(peak, steps, peak / 100))
+
+
+def _run(model, steps, peak, batch=512):
+    return Experiment(model=model, optimizer=_adam(peak), data=noisy_data(batch, N, D, sigma_max=SIGMA_MAX),
+                      steps=steps, seed=0, data_seed=100)
+
+
+EXPERIMENTS = {
+    "one_layer": _run(lambda: full_model(1), 1500, 3e-3),
+    "gdpp2": _run(lambda: gdpp_model(2), 2000, 3e-2),
+    "diag2": _run(lambda: diag_model(2), 2000, 3e-2),
+    "gdpp3": _run(lambda: gdpp_model(3), 2000, 3e-2),
+    "diag3": _run(lambda: diag_model(3), 2000, 3e-2),
+}
+COMPARE = {"diag2": "gdpp2", "diag3": "gdpp3"}     # DIAG vs GD++ of the same depth
+
+
+def model_metrics(name, model, params, ev, seed_offset=0, quick_mode=None) -> dict:
+    """Adjusted loss on the evaluation set and its ratio to the baselines: tuned one-step GD
+    (1 layer), ConstRR, and for DIAG the trained GD++ of the same depth; for DIAG / GD++ the
+    ω readout (min ω_yy over the layers) and the noise response (:meth:`Evaluation.noise_response`:
+    the slope of ŷ on the noise-free sequences' ŷ, noisiest third over quietest third)."""
+    pred = model(params, ev.tokens)
+    base = ev.baselines()
+    m = {"adjusted": ev.adjusted(pred)}
+    m["over_gd1"] = m["adjusted"] / base["gd1"]
+    m["over_constrr"] = m["adjusted"] / base["constrr"]
+    if isinstance(model.lsa, OmegaLSA):
+        slopes = ev.noise_response(pred, model(params, ev.clean_tokens))
+        m["noise_response"] = float(slopes[-1] / slopes[0])
+        m["min_omega_yy"] = float(omegas(model, params)[:, OMEGAS.index("yy")].min())
+    if name in COMPARE:
+        m["over_gdpp"] = m["adjusted"] / measure(COMPARE[name], quick_mode=quick_mode, seed_offset=seed_offset)["adjusted"]
+    return m
+
+
+_trained = {}
+
+
+def train(name, *, quick_mode=None, log=print, eval_every=None, seed_offset=0):
+    """Run EXPERIMENTS[name] in float32 on the active backend (init and data seeds shifted by
+    `seed_offset`): ``(metrics, Result)``, made once per process for each setting (a DIAG's
+    metrics need its GD++ twin). With `eval_every`, the adjusted loss on the evaluation set
+    joins the history."""
+    b = get_backend()
+    key = (name, scaled(1, quick_mode=quick_mode), eval_every, seed_offset, b.name, str(b.device))
+    if key in _trained:
+        return _trained[key]
+    ev = evaluation(quick_mode)
+    with use_dtype("float32"):
+        exp = EXPERIMENTS[name]
+        exp = dataclasses.replace(exp, seed=exp.seed + seed_offset, data_seed=exp.data_seed + seed_offset)
+        model = exp.model()
+        eval_fn = (lambda params, done: {"adjusted": ev.adjusted(model(params, ev.tokens))}) if eval_every else None
+        result = run(exp, quick_mode=quick_mode, log=log, eval_fn=eval_fn, eval_every=eval_every)
+        _trained[key] = (model_metrics(name, result.model, result.params, ev, seed_offset, quick_mode), result)
+    return _trained[key]
+
+
+def baseline_metrics(quick_mode=None) -> dict:
+    """Adjusted losses of the baselines at σ_max = 5 (:meth:`Evaluation.baselines`), one tuned
+    GD step on the noiseless twin set (σ_max = 0: the oracle is exact OLS, so the adjusted loss
+    is the loss), and the noise response (:meth:`Evaluation.noise_response`, noisiest third
+    over quietest) of the oracle, AdaRR and ConstRR: the references of the DIAG's."""
+    ev = evaluation(quick_mode)
+    m = ev.baselines()
+    hp, m["gd1_noiseless"] = ev.tune("gd1", clean=True)
+    m["gd1_noiseless_eta"] = hp["eta"]
+    lam = ev.tune("constrr")[0]["lam"]
+    zero = 0 * ev.sigma
+    for name, (pred, clean) in {"oracle": (oracle_ridge(ev.spec, ev.sigma), oracle_ridge(ev.clean_spec, zero)),
+                                "adarr": (adaptive_ridge(ev.spec), adaptive_ridge(ev.clean_spec)),
+                                "constrr": (ridge(ev.spec, lam), ridge(ev.clean_spec, lam))}.items():
+        slopes = ev.noise_response(pred, clean)
+        m[f"{name}_noise_response"] = float(slopes[-1] / slopes[0])
+    return m
+
+
+def measure(name, *, quick_mode=None, log=None, seed_offset=0):
+    """Metrics of experiment `name`: "constructions" (the exact statements, float64),
+    "baselines", or a key of EXPERIMENTS (then via :func:`train`)."""
+    if name == "constructions":
+        return exact_errors()
+    if name == "baselines":
+        return baseline_metrics(quick_mode)
+    return train(name, quick_mode=quick_mode, log=log, seed_offset=seed_offset)[0]
