@@ -12,8 +12,8 @@ nothing in ``tinynim/`` imports it. Each module listed in :data:`PAPERS` defines
 """
 import importlib
 
-PAPERS = ("tasks.icl_regression", "tasks.mesa_optimization", "tasks.gated_rnn_attention", "tasks.state_soup",
-          "tasks.ntk_ensembles")
+PAPERS = ("tasks.icl_regression", "tasks.mesa_optimization", "tasks.gated_rnn_attention",
+          "tasks.noisy_regression", "tasks.state_soup", "tasks.ntk_ensembles")
 
 
 def paper_modules():
