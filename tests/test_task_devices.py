@@ -10,7 +10,8 @@ import dataclasses
 
 import pytest
 
-from tasks import gated_rnn_attention as p3, icl_regression as p1, mesa_optimization as p2, state_soup as p5
+from tasks import gated_rnn_attention as p3, icl_regression as p1, mesa_optimization as p2, noisy_regression as p4
+from tasks import state_soup as p5
 from tinynim.backend import use_backend
 from tinynim.experiment import run
 from tinynim.random import RNG
@@ -74,6 +75,22 @@ def test_gated_rnn_attention_on_device1(device1):
     metrics = p3.student_metrics(student, student.init(RNG(3)), n_probe=8)
     assert 0 < metrics["loss_over_zero"]
     assert p3.construction_errors()["attention_error"] < 1e-10
+
+
+def test_noisy_regression_on_device1(device1):
+    ev = p4.Evaluation(60, n_context=6, d=3)
+    base = ev.baselines()
+    assert len(base) == 4 and all(abs(v) < 1e3 for v in base.values())
+    model = p4.diag_model(3, d=3, n_context=6, init_std=0.3)
+    params = model.init(RNG(0))
+    pred, cache = model.forward(params, ev.tokens)
+    dx, grads = model.backward(params, cache, pred)
+    lemma_pred, states = p4.lemma43(model, params, ev.tokens)
+    assert on_device1(pred, dx, lemma_pred, *states[-1].values(), *[g for layer in grads for g in layer.values()])
+    assert on_device1(ev.clean_spec.s, p4.tuned_ridge(ev.spec, 2.0, 0.5), *model.lsa.products(params[0]))
+    assert len(p4.readout(model, params, ev)) == 3 and ev.noise_response(pred, model(params, ev.clean_tokens)).shape == (3,)
+    exp = dataclasses.replace(p4.EXPERIMENTS["diag2"], steps=3, data=p4.noisy_data(8, p4.N, p4.D))
+    assert on_device1(*[v for layer in run(exp, log=None).params for v in layer.values()])
 
 
 def test_state_soup_on_device1(device1):
