@@ -225,13 +225,16 @@ def test_sample_same_on_every_backend(backend):
 
 model_settings = st.fixed_dictionaries(dict(
     d=st.integers(1, 3), n=st.integers(1, 4), L=st.integers(1, 3),
-    kind=st.sampled_from(["diag", "gdpp", "diagonal_heads"]), seed=st.integers(0, 2**16)))
+    kind=st.sampled_from(["diag", "gdpp", "diagonal_heads", "full"]), seed=st.integers(0, 2**16)))
 
 
 def build(c, fast=True):
     if c["kind"] == "diagonal_heads":
         model = icl.LinearTransformer(c["d"], 1, c["L"], shared=False, form="diagonal", n_heads=2,
                                       init_std=0.4, fast=fast)
+    elif c["kind"] == "full":
+        model = nr.full_model(c["L"], d=c["d"], init_std=0.4)
+        model.fast = fast
     else:
         model = nr.diag_model(c["L"], terms=nr.OMEGAS if c["kind"] == "diag" else nr.GDPP, d=c["d"],
                               n_context=c["n"], init_std=0.5)
@@ -242,8 +245,8 @@ def build(c, fast=True):
 
 @given(c=model_settings, fast=st.booleans())
 def test_stack_gradients(backend, c, fast):
-    """DIAG / GD++ (OmegaLSA) and diagonal-head stacks: hand-derived backward vs finite
-    differences and torch autograd."""
+    """DIAG / GD++ (OmegaLSA), diagonal-head and FULL (unshared merged P, Q) stacks:
+    hand-derived backward vs finite differences and torch autograd."""
     model, params, tokens = build(c, fast)
     assert_gradients(model, params, tokens)
 
@@ -327,11 +330,23 @@ def test_paper_grid(f64):
 @pytest.mark.slow
 def test_paper_preset_starts_on_cpu():
     """`examples/04_noisy_regression.py --paper` (meant for a GPU) starts on the CPU and trains:
-    3 steps of its first run at the paper's batch size. About 20 s (two 100k evaluation sets)."""
+    3 steps (30 ÷ 10 in quick mode, whose evaluation sets have 10k sequences instead of 100k)
+    of its first run at the paper's batch size, then prints the adjusted loss beside Table 1's."""
     root = Path(__file__).resolve().parent.parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINYNIM_")}
     env.update(MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, str(root / "examples" / "04_noisy_regression.py"), "--paper",
-                           "--steps", "3", "--runs", "1"], capture_output=True, text=True, env=env, cwd=root, timeout=600)
+    proc = subprocess.run([sys.executable, str(root / "examples" / "04_noisy_regression.py"), "--paper", "--quick",
+                           "--steps", "30", "--runs", "1"], capture_output=True, text=True, env=env, cwd=root, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     assert "GD++, 1 layer(s), σ_max = 1" in proc.stdout and "step 3/3" in proc.stdout
+    assert "| GD++ | 1 | 1 |" in proc.stdout and "| 1.639 |" in proc.stdout      # Table 1's 1-layer entry beside it
+
+
+def test_table1_lookup_and_closing_table():
+    """Table 1 by row and σ_max (any 1-layer model is the "1 layer" row; no entry: None), and
+    the closing table puts the paper's σ_max = 5 entry, the reproduction and this run side by side."""
+    assert nr.table1("DIAG 3") == 0.118 and nr.table1("GD++ 1", 3.0) == 1.175 and nr.table1("FULL 7", 7.0) == 0.057
+    assert nr.table1("GD++ 4") is None and nr.table1("DIAG 2", 0.0) is None
+    text = nr.closing_table({"diag2": {"adjusted": 0.25}, "baselines": {"adarr": 0.07}})
+    assert "| DIAG, 2 layers | 0.242 | – | 0.25 |" in text and "| AdaRR | 0.068 | 0.0692 | 0.07 |" in text
+    assert "| FULL, 7 layers | 0.047 | – | not run" in text and "| GD++, 3 layers | 0.344 | – | – |" in text
