@@ -1,0 +1,299 @@
+"""Learning randomized algorithms (von Oswald, Kobayashi, Akram, Steger; ICLR 2025,
+arXiv:2408.10818): a network that receives a random seed r as an input can learn a
+*randomized* algorithm, which beats every deterministic one against an oblivious adversary
+(one that picks the input x, but not the seed), provided it is trained on the right objective.
+
+No official code exists; the relaxed objective below is **our reconstruction**, chosen to
+match the two parameters the paper's reviews describe (q interpolates between ERM and the
+worst case; m seeds per input)::
+
+    R_avg   = E_x E_r ℓ(x, r)                                (ERM: randomness never helps)
+    R_adv   = max_x E_r ℓ(x, r)                              (oblivious adversary)
+    R̂_{q,m} = ( 1/n Σ_i ℓ̄_i^q )^{1/q},  ℓ̄_i = 1/m Σ_j ℓ(x_i, r_j)   (q = 1: ERM, q → ∞: R_adv)
+
+With m = 1 the inner mean is a single draw and, by Jensen, (E_r ℓ)^q ≤ E_r ℓ^q: the
+estimate then also charges the *variance over seeds*, which drives training to determinism.
+
+This module holds the objective with its hand-derived gradient (:func:`power_mean_risk`,
+any backend) and the exact references of the paper's claims, which need no training and run
+on NumPy/SciPy (``scipy.optimize.linprog`` is not part of the Array API):
+
+* the memory game (store M of N items, an adversary asks for one) as a matrix game: its
+  mixed (LP) value 1 − M/N, attained by storing a uniformly random M-subset, against the
+  deterministic value 1; and derandomisation: against any *fixed* input distribution a
+  deterministic strategy (an LP vertex) is optimal;
+* amplification: majority vote of k independent runs and repeat-until-verified;
+* the cow path (search a line for a goal placed by the adversary): deterministic worst case
+  3L, randomized 2L, the same average case.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+
+import numpy as np
+
+from tinynim.backend import namespace
+from tinynim.claims import Claim
+
+
+# -- the objective -------------------------------------------------------------------------------
+
+def power_mean_risk(losses, q: float):
+    """R̂_{q,m} of a loss array and its gradient: ``(value, dlosses)``.
+
+    losses: (..., n, m), ℓ_ij ≥ 0 for input i and seed j (leading axes are a batch, e.g.
+    an ES population); q ∈ [1, ∞] a Python number (q = math.inf: the worst case).
+
+    Forward, with ℓ̄_i = 1/m Σ_j ℓ_ij and t = max_i ℓ̄_i, in log space (the max shift of a
+    logsumexp, taken on ratios so that ℓ̄_i = 0 needs no log 0)::
+
+        log R = log t + 1/q · log( 1/n Σ_i (ℓ̄_i / t)^q )          (t = 0: R = 0)
+        q = 1: R = 1/n Σ_i ℓ̄_i        q = ∞: R = t
+
+    Every ratio is ≤ 1 and the sum holds a term equal to 1, so nothing overflows or
+    underflows to a zero sum for any q; R ∈ [n^(−1/q) t, t] (this brackets the q → ∞ limit).
+
+    Backward: from R^q = 1/n Σ_i ℓ̄_i^q, q R^(q−1) dR = 1/n Σ_i q ℓ̄_i^(q−1) dℓ̄_i, so::
+
+        ∂R/∂ℓ_ij = 1/(n m) · (ℓ̄_i / R)^(q−1) = 1/(n m) · exp((q − 1)(log(ℓ̄_i/t) − log(R/t)))
+
+    a softmax-like weight on the hardest inputs (bounded by n/(n m) since ℓ̄_i/R ≤ n^(1/q)).
+    q = ∞: the subgradient 1/m spread equally over the inputs that attain the max. At
+    ℓ = 0 (R not differentiable for q > 1) the value 1/(n m), the q = 1 gradient, is returned.
+    """
+    if losses.ndim < 2:
+        raise ValueError(f"power_mean_risk: losses must be (..., n_inputs, m_seeds), got shape {tuple(losses.shape)}")
+    if not (isinstance(q, (int, float)) and q >= 1):
+        raise ValueError(f"power_mean_risk: q must be a number in [1, inf], got {q!r}")
+    xp = namespace(losses)
+    n, m = losses.shape[-2:]
+    mean = xp.mean(losses, axis=-1)                                      # (..., n) ℓ̄
+    top = xp.max(mean, axis=-1, keepdims=True)                           # (..., 1) t
+    if math.isinf(q):
+        hit = xp.astype(mean == top, losses.dtype)
+        weight = hit / xp.sum(hit, axis=-1, keepdims=True)               # (..., n)
+        return top[..., 0], xp.zeros_like(losses) + weight[..., None] / m
+    positive = top > 0
+    ratio = xp.where(positive, mean / xp.where(positive, top, xp.ones_like(top)), xp.ones_like(mean))  # (..., n)
+    log_rho = xp.log(xp.mean(ratio ** q, axis=-1, keepdims=True)) / q    # (..., 1) log(R/t) ≤ 0
+    value = top * xp.exp(log_rho)                                        # (..., 1)
+    weight = ratio ** (q - 1) * xp.exp(-(q - 1) * log_rho) / n           # (..., n) ∂R/∂ℓ̄_i
+    return value[..., 0], xp.zeros_like(losses) + weight[..., None] / m
+
+
+# -- matrix games (NumPy/SciPy only) -----------------------------------------------------------
+
+def memory_game(N: int, M: int):
+    """Loss matrix of the memory game: ``(A, subsets)``, A[i, s] = 1 if item i is not in the
+    s-th M-subset (the adversary asks for i, the algorithm stored subset s). (N, C(N, M))"""
+    if not (1 <= M < N):
+        raise ValueError(f"memory_game: need 1 <= M < N, got N={N}, M={M}")
+    subsets = list(itertools.combinations(range(N), M))
+    A = np.ones((N, len(subsets)))
+    for s, kept in enumerate(subsets):
+        A[list(kept), s] = 0.0
+    return A, subsets
+
+
+def deterministic_value(A) -> float:
+    """min over pure strategies (columns) of the worst case over inputs (rows): min_s max_i A[i, s]."""
+    return float(np.min(np.max(A, axis=0)))
+
+
+def lp_value(A):
+    """Value of the matrix game min_x max_i (A x)_i over mixtures x of the columns: ``(value, x)``.
+
+    LP over (x, t): minimise t subject to A x ≤ t·1, Σ x = 1, x ≥ 0 (HiGHS, tolerance ~1e-9).
+    """
+    from scipy.optimize import linprog
+    A = np.asarray(A, dtype=np.float64)
+    n, c = A.shape
+    res = linprog(np.r_[np.zeros(c), 1.0], A_ub=np.c_[A, -np.ones(n)], b_ub=np.zeros(n),
+                  A_eq=np.r_[np.ones(c), 0.0][None], b_eq=[1.0], bounds=[(0, None)] * c + [(None, None)],
+                  method="highs")
+    if not res.success:
+        raise RuntimeError(f"lp_value: linprog failed on a {A.shape} game: {res.message}")
+    return float(res.x[-1]), res.x[:-1]
+
+
+def best_response_value(A, p):
+    """min over mixtures x of the expected loss pᵀ A x under a *fixed* input distribution p,
+    by the same LP machinery: ``(value, x)``. Its optimum sits at a vertex of the simplex,
+    a pure strategy (derandomisation): value = min_s (pᵀA)_s."""
+    from scipy.optimize import linprog
+    A, p = np.asarray(A, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    c = A.shape[1]
+    res = linprog(p @ A, A_eq=np.ones((1, c)), b_eq=[1.0], bounds=[(0, None)] * c, method="highs")
+    if not res.success:
+        raise RuntimeError(f"best_response_value: linprog failed: {res.message}")
+    return float(res.fun), res.x
+
+
+# -- amplification -------------------------------------------------------------------------------
+
+def majority_vote(p, k: int):
+    """P(the majority of k independent runs is right) when each is right with probability p::
+
+        P = Σ_{j > k/2} C(k, j) p^j (1 − p)^(k − j)  (+ ½ C(k, k/2) (p(1−p))^(k/2) for even k:
+                                                       a tie is broken by a fair coin)
+    """
+    if k < 1:
+        raise ValueError(f"majority_vote: need k >= 1 runs, got {k}")
+    p = np.asarray(p, dtype=np.float64)
+    total = sum(math.comb(k, j) * p ** j * (1 - p) ** (k - j) for j in range(k // 2 + 1, k + 1))
+    if k % 2 == 0:
+        total = total + 0.5 * math.comb(k, k // 2) * (p * (1 - p)) ** (k // 2)
+    return total
+
+
+def repeat_until_verified(p, k: int):
+    """P(at least one of k independent runs is right) = 1 − (1 − p)^k: the success rate of
+    repeating with a verifier that recognises a right answer (a valid colouring, a found goal)."""
+    if k < 1:
+        raise ValueError(f"repeat_until_verified: need k >= 1 runs, got {k}")
+    return 1.0 - (1.0 - np.asarray(p, dtype=np.float64)) ** k
+
+
+def majority_vote_monte_carlo(p: float, k: int, n: int, rng: np.random.Generator) -> float:
+    """Fraction of n simulated k-run votes (ties broken by a fair coin) that are right."""
+    right = rng.binomial(k, p, size=n)
+    tie = (2 * right == k) & (rng.random(n) < 0.5)
+    return float(np.mean((2 * right > k) | tie))
+
+
+# -- the cow path ---------------------------------------------------------------------------------
+
+def cow_path(L: int):
+    """Steps to reach the goal on the line [−L, L] from 0: ``(A, goals)``, A[g, s] for goal g
+    (the adversary's choice, g ∈ {−L..−1, 1..L}) and sweep s (0: right first, 1: left first).
+    A sweep walks to one end, then to the other: a goal at distance d on the first side
+    costs d, on the other side L + L + d. (2L, 2)
+
+    Any deterministic search reaches one of the ends ±L last, at time ≥ L + 2L: the
+    sweeps' worst case 3L is optimal among deterministic searches. Against the goal drawn
+    uniformly from {−L, L}, every deterministic search needs ≥ (L + 3L)/2 = 2L on average
+    (Yao's principle), which the 50/50 mixture of the two sweeps attains (L + d ≤ 2L).
+    """
+    if L < 1:
+        raise ValueError(f"cow_path: need L >= 1, got {L}")
+    goals = np.r_[-np.arange(L, 0, -1), np.arange(1, L + 1)]             # (2L,)
+    d = np.abs(goals).astype(np.float64)
+    right_first = np.where(goals > 0, d, 2 * L + d)
+    left_first = np.where(goals < 0, d, 2 * L + d)
+    return np.stack([right_first, left_first], axis=1), goals
+
+
+def cow_path_values(L: int) -> dict:
+    """Worst and average case of the best deterministic sweep and of the best mixture (LP)."""
+    A, _ = cow_path(L)
+    value, x = lp_value(A)
+    return {"deterministic_worst": deterministic_value(A), "randomized_worst": value,
+            "deterministic_average": float(np.min(A.mean(axis=0))), "randomized_average": float(A.mean(axis=0) @ x)}
+
+
+# -- exact measurements --------------------------------------------------------------------------
+
+GAMES = tuple((N, M) for N in range(2, 8) for M in range(1, N))      # every memory game with N ≤ 7
+
+
+def reference_errors(seed: int = 0) -> dict:
+    """The exact references (float64; errors, 0 means exact): LP value and its attainment by
+    the uniform mixture, the deterministic value, derandomisation under random input
+    distributions, and the cow path's values at L = 10."""
+    rng = np.random.default_rng([seed, 8])
+    m = {"lp_minus_randomized": 0.0, "uniform_minus_randomized": 0.0, "deterministic_minus_one": 0.0,
+         "derandomisation": 0.0}
+    for N, M in GAMES:
+        A, subsets = memory_game(N, M)
+        value, _ = lp_value(A)
+        uniform = np.max(A @ np.full(len(subsets), 1 / len(subsets)))
+        p = rng.dirichlet(np.ones(N))
+        best, _ = best_response_value(A, p)
+        m["lp_minus_randomized"] = max(m["lp_minus_randomized"], abs(value - (1 - M / N)))
+        m["uniform_minus_randomized"] = max(m["uniform_minus_randomized"], float(abs(uniform - (1 - M / N))))
+        m["deterministic_minus_one"] = max(m["deterministic_minus_one"], abs(deterministic_value(A) - 1))
+        m["derandomisation"] = max(m["derandomisation"], float(abs(best - np.min(p @ A))))
+    L = COW_L
+    cow = cow_path_values(L)
+    m["cow_deterministic_over_L"] = cow["deterministic_worst"] / L
+    m["cow_randomized_over_L"] = cow["randomized_worst"] / L
+    m["cow_average_gap"] = abs(cow["deterministic_average"] - cow["randomized_average"])
+    m["majority_vote_p06_k9"] = float(majority_vote(0.6, 9))
+    return m
+
+
+COW_L = 10
+MC_VOTES = 10**6
+
+
+def amplification_monte_carlo(seed: int = 0) -> dict:
+    """Majority vote and repeat-until-verified, formula minus Monte Carlo (10⁶ simulated
+    votes each, p ∈ {0.4, 0.6, 0.75}, k ∈ {1, 4, 9, 15}): the largest |difference|."""
+    rng = np.random.default_rng([seed, 9])
+    vote, verify = 0.0, 0.0
+    for p in (0.4, 0.6, 0.75):
+        for k in (1, 4, 9, 15):
+            vote = max(vote, abs(majority_vote_monte_carlo(p, k, MC_VOTES, rng) - float(majority_vote(p, k))))
+            hits = rng.binomial(k, p, size=MC_VOTES) > 0
+            verify = max(verify, abs(float(np.mean(hits)) - float(repeat_until_verified(p, k))))
+    return {"majority_vote_mc_gap": vote, "repeat_mc_gap": verify}
+
+
+EXPERIMENTS: dict = {}
+MEASUREMENTS = ("references", "amplification")
+
+
+def measure(name, *, quick_mode=None, log=None, seed_offset=0):
+    """Metrics of "references" (exact) or "amplification" (Monte Carlo)."""
+    if name == "references":
+        return reference_errors(seed_offset)
+    if name == "amplification":
+        return amplification_monte_carlo(seed_offset)
+    raise ValueError(f"measure: unknown experiment {name!r}; known: {MEASUREMENTS + tuple(EXPERIMENTS)}")
+
+
+# -- claims ----------------------------------------------------------------------------------------
+
+PAPER = "2408.10818"
+TITLE = "von Oswald, Kobayashi, Akram, Steger 2025, *Learning Randomized Algorithms with Transformers*"
+_CLAIM = functools.partial(Claim, paper=PAPER)
+_EXACT = dict(kind="exact", experiment="references", reference="exact", seeds="seed 0")
+_LP = "HiGHS solves to ~1e-9 feasibility/optimality; the games' values are ratios of small integers"
+
+CLAIMS = (
+    _CLAIM(id="P8.game.lp", metric="lp_minus_randomized", bound=("<=", 1e-8), source="ours (Yao's minimax principle)",
+           statement="memory games N ≤ 7, 1 ≤ M < N: LP value over mixed storage strategies = 1 − M/N (max |error|)",
+           observed=(5.6e-16, 5.6e-16), why=_LP, **_EXACT),
+    _CLAIM(id="P8.game.uniform", metric="uniform_minus_randomized", bound=("<=", 1e-12), source="ours",
+           statement="storing a uniformly random M-subset attains 1 − M/N against every query (max |error|)",
+           observed=(1.1e-16, 1.1e-16), why="a mean of C(N, M) zeros and ones: rounding only", **_EXACT),
+    _CLAIM(id="P8.game.deterministic", metric="deterministic_minus_one", bound=("<=", 0.0), source="paper Fig. 1 caption",
+           statement="every deterministic storage loses for some query: min_S max_q loss − 1", observed=(0.0, 0.0),
+           why="exact 0/1 arithmetic", **_EXACT),
+    _CLAIM(id="P8.game.derandomisation", metric="derandomisation", bound=("<=", 1e-8), source="ours (derandomisation)",
+           statement="a fixed query distribution p: min over mixtures of pᵀAx = best pure strategy (max |error|)",
+           observed=(0.0, 0.0), why=_LP, **_EXACT),
+    _CLAIM(id="P8.cow.deterministic", metric="cow_deterministic_over_L", bound=("~", 0.0), reference=3.0,
+           source="ours (cow path, L = 10)", kind="exact", experiment="references", seeds="seed 0",
+           statement="cow path: best deterministic sweep's worst case / L", observed=(3.0, 3.0),
+           why="integer arithmetic; ≥ 3 holds for every deterministic search (see cow_path)"),
+    _CLAIM(id="P8.cow.randomized", metric="cow_randomized_over_L", bound=("~", 1e-8), reference=2.0,
+           source="ours (cow path, L = 10)", kind="exact", experiment="references", seeds="seed 0",
+           statement="cow path: best mixture of the sweeps (LP) worst case / L", observed=(2.0, 2.0), why=_LP),
+    _CLAIM(id="P8.cow.average", metric="cow_average_gap", bound=("<=", 1e-8), source="ours (derandomisation)",
+           statement="cow path, uniform goal: |average steps deterministic − randomized| (both 15.5 at L = 10)",
+           observed=(0.0, 0.0), why=_LP, **_EXACT),
+    _CLAIM(id="P8.amp.formula", metric="majority_vote_p06_k9", bound=("~", 1e-12), reference=0.7334323200,
+           source="binomial tail, by hand: Σ_{j≥5} C(9,j) 0.6^j 0.4^(9−j)", kind="exact", experiment="references",
+           seeds="seed 0", statement="majority vote of 9 runs at p = 0.6", observed=(0.73343232, 0.73343232), why="a sum of 5 terms in float64"),
+    _CLAIM(id="P8.amp.majority_mc", kind="statistical", experiment="amplification", metric="majority_vote_mc_gap",
+           bound=("<=", 2.5e-3), reference=0.0, source="ours (10⁶ simulated votes per (p, k))",
+           statement="majority vote formula vs Monte Carlo, 12 (p, k) pairs: max |difference|", observed=(8.9e-4, 9.6e-4),
+           seeds="seeds 0–2", why="s.e. ≤ 5e-4 per pair (√(¼/10⁶)); 5 s.e. over 12 pairs fails by chance < 1e-5"),
+    _CLAIM(id="P8.amp.repeat_mc", kind="statistical", experiment="amplification", metric="repeat_mc_gap",
+           bound=("<=", 2.5e-3), reference=0.0, source="ours (10⁶ simulated runs per (p, k))",
+           statement="repeat-until-verified 1 − (1 − p)^k vs Monte Carlo: max |difference|", observed=(3.8e-4, 6.8e-4),
+           seeds="seeds 0–2", why="as P8.amp.majority_mc"),
+)

@@ -1,0 +1,198 @@
+"""Exact properties of P8 (arXiv:2408.10818): the relaxed adversarial objective, the memory
+game's minimax value, amplification and the cow path. Float64; the objective on every
+backend. Tolerances: EXACT = 1e-12 for identities computed in another order (rounding
+~1e-16), LP = 1e-8 for values returned by the HiGHS solver (its tolerances are ~1e-9).
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from tinynim.backend import asarray, to_numpy
+from tinynim.gradcheck import numerical_grad
+from tasks.randomized_algorithms import (best_response_value, cow_path, cow_path_values, deterministic_value,
+                                         lp_value, majority_vote, majority_vote_monte_carlo, memory_game,
+                                         power_mean_risk, repeat_until_verified)
+from helpers import FD_TOL, HAS_TORCH, TORCH_TOL, assert_close, host
+
+EXACT = 1e-12
+LP = 1e-8
+
+seeds = st.integers(0, 2**16)
+qs = st.one_of(st.sampled_from([1.0, 2.0, 16.0, 100.0]), st.floats(1.0, 50.0))
+
+
+def _losses(seed, n, m, batch=()):
+    rng = np.random.default_rng(seed)
+    return rng.exponential(1.0, batch + (n, m)) * (rng.random(batch + (n, 1)) < 0.8)   # some inputs at 0
+
+
+def _plain(losses, q):
+    """The definition, written directly (host float64)."""
+    mean = losses.mean(axis=-1)
+    return mean.max(axis=-1) if math.isinf(q) else np.mean(mean ** q, axis=-1) ** (1 / q)
+
+
+# -- the objective ---------------------------------------------------------------------------------
+
+@given(n=st.integers(1, 6), m=st.integers(1, 5), batch=st.sampled_from([(), (3,)]), q=qs, seed=seeds)
+def test_power_mean_is_the_definition(backend, n, m, batch, q, seed):
+    """Log-space value = (1/n Σ ℓ̄_i^q)^(1/q) on moderate numbers; q = 1 is the mean (ERM)."""
+    L = _losses(seed, n, m, batch)
+    value, _ = power_mean_risk(asarray(L), q)
+    assert_close(value, _plain(L, q), EXACT, "R_q vs definition")
+    assert_close(power_mean_risk(asarray(L), 1.0)[0], L.mean(axis=(-2, -1)), EXACT, "R_1 vs mean")
+    assert_close(power_mean_risk(asarray(L), math.inf)[0], L.mean(axis=-1).max(axis=-1), EXACT, "R_inf vs max")
+
+
+@given(n=st.integers(1, 6), m=st.integers(1, 5), q1=qs, q2=qs, seed=seeds)
+def test_power_mean_is_monotone_and_bracketed(backend, n, m, q1, q2, seed):
+    """R_q is non-decreasing in q, between the mean (q = 1) and the worst case (q = ∞), and
+    R_∞ n^(−1/q) ≤ R_q: it converges to the worst case as q → ∞."""
+    L = asarray(_losses(seed, n, m))
+    lo, hi = sorted((q1, q2))
+    r_lo, r_hi = (float(power_mean_risk(L, q)[0]) for q in (lo, hi))
+    r1, rinf = float(power_mean_risk(L, 1.0)[0]), float(power_mean_risk(L, math.inf)[0])
+    tol = EXACT * max(rinf, 1e-300)
+    assert r1 - tol <= r_lo <= r_hi + tol <= rinf + 2 * tol
+    assert rinf * n ** (-1 / hi) <= r_hi + tol
+
+
+@given(n=st.integers(1, 6), scale=st.sampled_from([1e-300, 1e-150, 1.0, 1e150, 1e300]), q=st.sampled_from([2.0, 64.0, 1e4]),
+       seed=seeds)
+def test_power_mean_is_stable(f64, n, scale, q, seed):
+    """No overflow or underflow for extreme losses and large q: homogeneous of degree 1,
+    R_q(c ℓ) = c R_q(ℓ), and its gradient is scale-free (degree 0)."""
+    L = _losses(seed, n, 2) + 0.1
+    value, grad = power_mean_risk(asarray(L * scale), q)
+    ref, ref_grad = power_mean_risk(asarray(L), q)
+    assert np.isfinite(host(value)).all() and np.isfinite(host(grad)).all()
+    assert_close(host(value) / scale, ref, 1e-12, "R_q(cℓ)/c")
+    assert_close(grad, ref_grad, 1e-12, "gradient at cℓ")
+
+
+def test_power_mean_at_zero_and_bad_input(f64):
+    """All-zero losses: value 0 and the q = 1 gradient 1/(nm) (no NaN); bad shapes and q name
+    the function, the expected and the actual."""
+    value, grad = power_mean_risk(asarray(np.zeros((3, 2))), 8.0)
+    assert float(value) == 0.0 and np.all(host(grad) == 1 / 6)
+    with pytest.raises(ValueError, match=r"power_mean_risk: losses must be \(..., n_inputs, m_seeds\), got shape \(3,\)"):
+        power_mean_risk(asarray(np.ones(3)), 2.0)
+    with pytest.raises(ValueError, match=r"power_mean_risk: q must be a number in \[1, inf\], got 0.5"):
+        power_mean_risk(asarray(np.ones((3, 2))), 0.5)
+
+
+@given(n=st.integers(1, 5), m=st.integers(1, 4), q=st.sampled_from([1.0, 2.0, 7.5, 16.0]), seed=seeds)
+def test_power_mean_gradient(backend, n, m, q, seed):
+    """Hand-derived ∂R/∂ℓ vs central differences (float64, FD_TOL) and torch autograd of the
+    same code (TORCH_TOL); losses kept away from 0, where R is not differentiable for q > 1."""
+    L = _losses(seed, n, m) + 0.05
+    _, grad = power_mean_risk(asarray(L), q)
+    fd = numerical_grad(lambda x: float(power_mean_risk(asarray(x), q)[0]), L)
+    assert_close(grad, fd, FD_TOL, "dR/dℓ vs finite differences")
+    if HAS_TORCH:
+        import torch
+        t = torch.tensor(L, requires_grad=True)
+        power_mean_risk(t, q)[0].backward()
+        assert_close(grad, t.grad.numpy(), TORCH_TOL, "dR/dℓ vs torch autograd")
+
+
+@given(n=st.integers(1, 5), m=st.integers(1, 5), seed=seeds)
+def test_power_mean_worst_case_subgradient(f64, n, m, seed):
+    """q = ∞: the gradient is 1/m on the seeds of the worst input (ties share it), 0 elsewhere."""
+    L = _losses(seed, n, m) + 0.05
+    L[-1] = L[0] if n > 1 else L[-1]                                         # a tie when n > 1
+    _, grad = power_mean_risk(asarray(L), math.inf)
+    mean = L.mean(axis=1)
+    hit = mean == mean.max()
+    assert np.allclose(host(grad), np.where(hit[:, None], 1 / (m * hit.sum()), 0.0), rtol=0, atol=EXACT)
+
+
+@given(n=st.integers(1, 6), m=st.integers(2, 6), q=qs, seed=seeds)
+def test_one_seed_per_input_charges_the_seed_variance(f64, n, m, q, seed):
+    """Jensen: with one seed per input (m = 1) the objective averaged over seeds is at least
+    the m-seed objective, (1/m) Σ_j R̂_{q,1}^{(j)q} ≥ R̂_{q,m}^q, with equality iff the losses
+    do not depend on the seed: m = 1 rewards determinism."""
+    L = _losses(seed, n, m) + 0.05
+    one_seed = np.mean([float(power_mean_risk(asarray(L[:, j:j + 1]), q)[0]) ** q for j in range(m)])
+    many = float(power_mean_risk(asarray(L), q)[0]) ** q
+    assert one_seed >= many * (1 - EXACT)
+    flat = np.repeat(L[:, :1], m, axis=1)                                    # seed-independent losses
+    equal = np.mean([float(power_mean_risk(asarray(flat[:, j:j + 1]), q)[0]) ** q for j in range(m)])
+    assert equal == pytest.approx(float(power_mean_risk(asarray(flat), q)[0]) ** q, rel=EXACT)
+
+
+# -- the memory game -----------------------------------------------------------------------------
+
+@given(N=st.integers(2, 7), data=st.data())
+def test_memory_game_minimax(N, data):
+    """LP value = 1 − M/N, attained by the uniform mixture over M-subsets; every pure
+    strategy loses for some query (value 1)."""
+    M = data.draw(st.integers(1, N - 1))
+    A, subsets = memory_game(N, M)
+    assert len(subsets) == math.comb(N, M) and np.all(A.sum(axis=0) == N - M)
+    value, x = lp_value(A)
+    assert abs(value - (1 - M / N)) <= LP and abs(x.sum() - 1) <= LP and np.all(x >= -LP)
+    assert np.max(A @ x) <= value + LP
+    assert abs(np.max(A @ np.full(len(subsets), 1 / len(subsets))) - (1 - M / N)) <= EXACT
+    assert deterministic_value(A) == 1.0
+
+
+@given(N=st.integers(2, 7), data=st.data(), seed=seeds)
+def test_derandomisation(N, data, seed):
+    """Against a fixed query distribution p, mixing never helps: the LP optimum equals the
+    best pure strategy (the M most likely items), min_S pᵀA[:, S] = 1 − (sum of the M largest p)."""
+    M = data.draw(st.integers(1, N - 1))
+    A, _ = memory_game(N, M)
+    p = np.random.default_rng(seed).dirichlet(np.ones(N))
+    value, x = best_response_value(A, p)
+    best_pure = np.min(p @ A)
+    assert abs(value - best_pure) <= LP
+    assert abs(best_pure - (1 - np.sort(p)[-M:].sum())) <= EXACT
+
+
+def test_lp_value_on_a_known_game():
+    """Matching pennies (value ½ at x = (½, ½)) and rock-paper-scissors losses (value 1/3)."""
+    value, x = lp_value(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert abs(value - 0.5) <= LP and np.allclose(x, 0.5, atol=LP)
+    rps = np.array([[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]])
+    assert abs(lp_value(rps)[0] - 0.5) <= LP
+    with pytest.raises(ValueError, match="memory_game: need 1 <= M < N, got N=3, M=3"):
+        memory_game(3, 3)
+
+
+# -- amplification and the cow path ---------------------------------------------------------------
+
+@given(p=st.floats(0.0, 1.0), k=st.integers(1, 12))
+def test_majority_vote_formula(p, k):
+    """Small cases written out: k = 1 → p, k = 2 → p² + p(1 − p) = p (a tie is a coin),
+    k = 3 → p³ + 3p²(1 − p); symmetry P(p) + P(1 − p) = 1; verified repetition
+    1 − (1 − p)^k ≥ the majority vote (one right run suffices)."""
+    assert majority_vote(p, 1) == pytest.approx(p, abs=EXACT)
+    assert majority_vote(p, 2) == pytest.approx(p, abs=EXACT)
+    assert majority_vote(p, 3) == pytest.approx(p ** 3 + 3 * p ** 2 * (1 - p), abs=EXACT)
+    assert majority_vote(p, k) + majority_vote(1 - p, k) == pytest.approx(1.0, abs=EXACT)
+    assert repeat_until_verified(p, k) >= majority_vote(p, k) - EXACT
+
+
+@pytest.mark.parametrize("p, k", [(0.6, 9), (0.4, 5), (0.75, 4), (0.9, 15)])
+def test_majority_vote_vs_monte_carlo(p, k):
+    """The formula vs 2·10⁵ simulated votes: standard error ≤ √(¼/2·10⁵) = 1.1e-3; the
+    tolerance 5.6e-3 is 5 s.e. (a false failure has probability < 1e-6 per case)."""
+    mc = majority_vote_monte_carlo(p, k, 200_000, np.random.default_rng(k))
+    assert abs(mc - majority_vote(p, k)) <= 5.6e-3
+
+
+@given(L=st.integers(1, 25))
+def test_cow_path_values(L):
+    """Deterministic worst case 3L, randomized (LP over the two sweeps) 2L at the 50/50
+    mixture, equal averages over a uniform goal ((L + 1)/2 + L both)."""
+    A, goals = cow_path(L)
+    assert A.shape == (2 * L, 2) and 0 not in goals
+    v = cow_path_values(L)
+    assert v["deterministic_worst"] == 3 * L
+    assert abs(v["randomized_worst"] - 2 * L) <= LP * L
+    assert v["deterministic_average"] == (L + 1) / 2 + L
+    assert abs(v["randomized_average"] - v["deterministic_average"]) <= LP * L
+    assert np.max(A @ np.array([0.5, 0.5])) == 2 * L
