@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given, strategies as st
 
-from tinynim.es import centered_ranks, es_gradient, es_loss_and_grads
+from tinynim.es import centered_ranks, es_gradient, es_gradient_population, es_loss_and_grads
 from tinynim.optim import Adam
 from tinynim.random import RNG
 from tinynim.train import fit
@@ -86,6 +86,26 @@ def test_same_seed_same_estimate_on_every_backend(backend, seed, shaping):
     np.testing.assert_allclose(host(ours["x"]), ref["x"], rtol=1e-12, atol=1e-12)
     assert info["losses"].shape == (2, 3) and info["loss"] == pytest.approx(info["losses"].mean())
     np.testing.assert_allclose(info["losses"], ref_info["losses"], rtol=1e-12, atol=1e-12)
+
+
+@given(D=st.integers(1, 5), n=st.integers(1, 6), shaping=st.booleans(), seed=st.integers(0, 2**16))
+def test_population_estimate_equals_the_loop(backend, D, n, shaping, seed):
+    """es_gradient_population (all 2n members in one call, leaves with a leading population
+    axis) = es_gradient (a loop over members) for the same rng: same ε, same losses up to
+    the order of a matmul's sums (1e-12), same estimate. The population loss is written
+    for a batch of parameter sets; a wrong member order or sign would change losses by O(σ)."""
+    loss, theta, _, _, _ = _quadratic(backend, D, seed % 7)
+    xp = backend.xp
+
+    def population_loss(p):                              # p["x"]: (2n, D)
+        return xp.stack([loss({"x": p["x"][k, :]}) for k in range(p["x"].shape[0])])
+    ours, info = es_gradient_population(population_loss, theta, RNG(seed), sigma=0.1, n_pairs=n, rank_shaping=shaping)
+    ref, ref_info = es_gradient(loss, theta, RNG(seed), sigma=0.1, n_pairs=n, rank_shaping=shaping)
+    np.testing.assert_allclose(info["losses"], ref_info["losses"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(host(ours["x"]), host(ref["x"]), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=rf"es_gradient_population: population_loss_fn must return \({2 * n},\) "
+                                         rf"losses, got shape \(1,\)"):
+        es_gradient_population(lambda p: xp.ones(1), theta, RNG(seed), sigma=0.1, n_pairs=n)
 
 
 def test_rank_shaping_is_invariant_to_increasing_transforms(f64):

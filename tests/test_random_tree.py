@@ -176,6 +176,11 @@ def test_paths_flatten_unflatten(backend):
     assert np.array_equal(host(tree.flatten(back)[0]), host(vec))
     with pytest.raises(ValueError, match=r"unflatten: vector has 14 entries, the tree needs 13"):
         tree.unflatten(namespace(vec).concat([vec, vec[:1]]), spec)
+    xp = namespace(vec)
+    population = tree.unflatten(xp.stack([vec, 2 * vec, -vec]), spec)     # (3, 13): three trees
+    for p in paths:
+        leaf = host(tree.get(t, p))
+        assert np.array_equal(host(tree.get(population, p)), np.stack([leaf, 2 * leaf, -leaf]))
     with pytest.raises(ValueError, match=r"flatten: the tree has no array leaves"):
         tree.flatten({"a": {}, "b": None})
 

@@ -13,7 +13,8 @@ from tinynim.backend import asarray, to_numpy
 from tinynim.gradcheck import numerical_grad
 from tasks.randomized_algorithms import (best_response_value, cow_path, cow_path_values, deterministic_value,
                                          lp_value, majority_vote, majority_vote_monte_carlo, memory_game,
-                                         power_mean_risk, repeat_until_verified)
+                                         power_mean_risk, recall_losses, recall_profile, repeat_until_verified,
+                                         stored)
 from helpers import FD_TOL, HAS_TORCH, TORCH_TOL, assert_close, host
 
 EXACT = 1e-12
@@ -196,3 +197,41 @@ def test_cow_path_values(L):
     assert v["deterministic_average"] == (L + 1) / 2 + L
     assert abs(v["randomized_average"] - v["deterministic_average"]) <= LP * L
     assert np.max(A @ np.array([0.5, 0.5])) == 2 * L
+
+
+# -- the learned storage policy ---------------------------------------------------------------------
+
+@given(N=st.integers(2, 7), m=st.integers(1, 5), P=st.integers(1, 3), data=st.data(), seed=seeds)
+def test_stored_keeps_the_top_M_items(backend, N, m, P, data, seed):
+    """For every seed exactly M items are kept, the M largest scores U r + b (written out with
+    numpy's argsort); a population (leading axis) gives each member's own selection."""
+    M = data.draw(st.integers(1, N - 1))
+    rng = np.random.default_rng(seed)
+    U, b, r = rng.standard_normal((P, N, 3)), rng.standard_normal((P, N)), rng.standard_normal((m, 3))
+    kept = host(stored({"U": asarray(U), "b": asarray(b)}, asarray(r), M))          # (P, m, N)
+    assert kept.shape == (P, m, N) and np.all(kept.sum(axis=-1) == M)
+    for k in range(P):
+        top = np.argsort(r @ U[k].T + b[k], axis=-1)[:, N - M:]
+        expected = np.zeros((m, N))
+        np.put_along_axis(expected, top, 1.0, axis=-1)
+        assert np.array_equal(kept[k], expected)
+        one = host(stored({"U": asarray(U[k]), "b": asarray(b[k])}, asarray(r), M))
+        assert np.array_equal(one, expected)
+    losses = host(recall_losses({"U": asarray(U), "b": asarray(b)}, asarray(r), M))
+    assert np.array_equal(losses, 1 - np.swapaxes(kept, -1, -2))
+
+
+def test_stored_bad_memory_size(f64):
+    p = {"U": asarray(np.zeros((4, 2))), "b": asarray(np.zeros(4))}
+    with pytest.raises(ValueError, match="stored: need 1 <= M < N, got M=4, N=4"):
+        stored(p, asarray(np.zeros((1, 2))), 4)
+
+
+def test_uniform_random_policy_recall_profile(f64):
+    """A policy with U = I (item i scored by seed coordinate i) and b = 0 is exchangeable over items: with 2·10⁴
+    fresh seeds every item's recall is M/N within 5 s.e. (s.e. = √(c(1 − c)/n) ≤ 3.5e-3)."""
+    N, M, n = 6, 2, 20_000
+    p = {"U": asarray(np.eye(N)), "b": asarray(np.zeros(N))}
+    recall = recall_profile(p, M, n, seed=3)
+    c = M / N
+    assert np.all(np.abs(recall - c) <= 5 * np.sqrt(c * (1 - c) / n)) and abs(recall.mean() - c) < 1e-12

@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from tasks import gated_rnn_attention as p3, icl_regression as p1, mesa_optimization as p2, noisy_regression as p4
-from tasks import state_soup as p5
+from tasks import randomized_algorithms as p8, state_soup as p5
 from tinynim.backend import use_backend
 from tinynim.experiment import run
 from tinynim.random import RNG
@@ -106,3 +106,12 @@ def test_state_soup_on_device1(device1):
     _, mixed = p5.mixing_predictions(rnn, params, store, skills, RNG(5), 6, 5)
     assert 0 <= accuracy <= 1 and on_device1(*retrieved.values(), *mixed.values())
     assert max(p5.algebra_errors().values()) < 1e-10
+
+
+def test_randomized_algorithms_on_device1(device1):
+    value, grad = p8.power_mean_risk(RNG(0).uniform((5, 3)), 16.0)
+    assert on_device1(value, grad, *p8.power_mean_risk(RNG(0).uniform((5, 3)), float("inf")))
+    run = dataclasses.replace(p8.EXPERIMENTS["memory_q16_m16"], steps=3, n_pairs=2, n_eval=50)
+    params, _ = p8.train_policy(run)
+    assert on_device1(*params.values(), p8.risk(params, RNG(1).normal((4, run.d_seed)), run))
+    assert 0 <= p8.policy_metrics(params, run)["worst_recall"] <= run.M / run.N

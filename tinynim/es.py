@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import array_api_compat
 
-from tinynim.backend import namespace
+from tinynim.backend import namespace, to_numpy
 from tinynim.random import RNG, as_rng
 from tinynim.tree import flatten, unflatten
 
@@ -34,6 +34,33 @@ def centered_ranks(losses: np.ndarray) -> np.ndarray:
     return ranks / (losses.size - 1) - 0.5
 
 
+def _noise(params, rng, sigma, n_pairs, who):
+    """(θ, spec, ε) for an antithetic estimate: ε (n, D) drawn on the host, on θ's device."""
+    if not (sigma > 0 and n_pairs >= 1):
+        raise ValueError(f"{who}: need sigma > 0 and n_pairs >= 1, "
+                         f"got sigma={sigma}, n_pairs={n_pairs}")
+    theta, spec = flatten(params)                                        # (D,)
+    xp = namespace(theta)
+    host = as_rng(rng).normal((n_pairs, theta.shape[0]), host=True)
+    eps = xp.asarray(host, dtype=theta.dtype, device=array_api_compat.device(theta))  # (n, D)
+    return theta, spec, eps
+
+
+def _estimate(losses, eps, spec, sigma, rank_shaping, who):
+    """The estimate from host losses (2, n) of θ ± σε_i: ``(grad_tree, info)``."""
+    n_pairs = eps.shape[0]
+    if not np.all(np.isfinite(losses)):
+        bad = np.argwhere(~np.isfinite(losses))[0]
+        raise FloatingPointError(f"{who}: loss is {losses[tuple(bad)]} at perturbation "
+                                 f"{'+-'[bad[0]]}ε_{bad[1]}")
+    shaped = centered_ranks(losses.reshape(-1)).reshape(2, n_pairs) if rank_shaping else losses
+    xp = namespace(eps)
+    w = (shaped[0] - shaped[1]) / (2 * n_pairs * sigma)                  # (n,)
+    w = xp.asarray(w, dtype=eps.dtype, device=array_api_compat.device(eps))
+    grad = xp.matmul(w, eps)                                             # (D,)
+    return unflatten(grad, spec), {"loss": float(losses.mean()), "losses": losses}
+
+
 def es_gradient(loss_fn, params, rng, *, sigma, n_pairs, rank_shaping=True):
     """Antithetic ES estimate of ∇L at `params`: ``(grad_tree, info)``.
 
@@ -43,36 +70,42 @@ def es_gradient(loss_fn, params, rng, *, sigma, n_pairs, rank_shaping=True):
     info: {"loss": mean of the 2n perturbed losses, "losses": host array (2, n) of L+ and L−}.
     A NaN or infinite loss raises FloatingPointError.
     """
-    if not (sigma > 0 and n_pairs >= 1):
-        raise ValueError(f"es_gradient: need sigma > 0 and n_pairs >= 1, "
-                         f"got sigma={sigma}, n_pairs={n_pairs}")
-    theta, spec = flatten(params)                                        # (D,)
-    xp = namespace(theta)
-    host = as_rng(rng).normal((n_pairs, theta.shape[0]), host=True)
-    eps = xp.asarray(host, dtype=theta.dtype, device=array_api_compat.device(theta))  # (n, D)
+    theta, spec, eps = _noise(params, rng, sigma, n_pairs, "es_gradient")
     losses = np.empty((2, n_pairs))
     for i in range(n_pairs):
         for row, sign in enumerate((1.0, -1.0)):
             losses[row, i] = float(loss_fn(unflatten(theta + (sign * sigma) * eps[i, :], spec)))
-    if not np.all(np.isfinite(losses)):
-        bad = np.argwhere(~np.isfinite(losses))[0]
-        raise FloatingPointError(f"es_gradient: loss is {losses[tuple(bad)]} at perturbation "
-                                 f"{'+-'[bad[0]]}ε_{bad[1]}")
-    shaped = centered_ranks(losses.reshape(-1)).reshape(2, n_pairs) if rank_shaping else losses
-    w = (shaped[0] - shaped[1]) / (2 * n_pairs * sigma)                  # (n,)
-    w = xp.asarray(w, dtype=theta.dtype, device=array_api_compat.device(theta))
-    grad = xp.matmul(w, eps)                                             # (D,)
-    return unflatten(grad, spec), {"loss": float(losses.mean()), "losses": losses}
+    return _estimate(losses, eps, spec, sigma, rank_shaping, "es_gradient")
 
 
-def es_loss_and_grads(loss_fn, *, sigma, n_pairs, rank_shaping=True, seed=0):
+def es_gradient_population(population_loss_fn, params, rng, *, sigma, n_pairs, rank_shaping=True):
+    """The same estimate as :func:`es_gradient` (same ε for the same rng), with the whole
+    population evaluated in ONE call: ``population_loss_fn(tree) -> (2n,)`` losses, where
+    every leaf of `tree` has a leading population axis of 2n members, θ + σε_1 … θ + σε_n
+    then θ − σε_1 … θ − σε_n. No Python loop over members: a model written for a batch of
+    parameter sets (einsum over the leading axis) evaluates them in one vectorised pass.
+    """
+    theta, spec, eps = _noise(params, rng, sigma, n_pairs, "es_gradient_population")
+    xp = namespace(theta)
+    members = theta[None, :] + sigma * xp.concat([eps, -eps], axis=0)   # (2n, D)
+    losses = np.asarray(to_numpy(population_loss_fn(unflatten(members, spec))), dtype=np.float64)
+    if losses.shape != (2 * n_pairs,):
+        raise ValueError(f"es_gradient_population: population_loss_fn must return ({2 * n_pairs},) losses, "
+                         f"got shape {losses.shape}")
+    return _estimate(losses.reshape(2, n_pairs), eps, spec, sigma, rank_shaping, "es_gradient_population")
+
+
+def es_loss_and_grads(loss_fn, *, sigma, n_pairs, rank_shaping=True, seed=0, population=False):
     """Wrap ``loss_fn(params, batch) -> scalar`` as ``f(params, batch, step) -> (loss, grads)``
     for :func:`tinynim.train.fit`. The noise of step s comes from the seed sequence
     (seed, s), so a resumed run draws the same perturbations. The reported loss is the mean
-    of the 2n perturbed losses (no extra evaluation at θ)."""
+    of the 2n perturbed losses (no extra evaluation at θ). ``population=True``: `loss_fn`
+    takes a population tree and returns (2n,) losses (:func:`es_gradient_population`)."""
+    estimate = es_gradient_population if population else es_gradient
+
     def loss_and_grads(params, batch, step):
         rng = RNG(np.random.default_rng([seed, step]))
-        grads, info = es_gradient(lambda p: loss_fn(p, batch), params, rng, sigma=sigma,
-                                  n_pairs=n_pairs, rank_shaping=rank_shaping)
+        grads, info = estimate(lambda p: loss_fn(p, batch), params, rng, sigma=sigma,
+                               n_pairs=n_pairs, rank_shaping=rank_shaping)
         return info["loss"], grads
     return loss_and_grads

@@ -85,17 +85,21 @@ def flatten(tree):
 
 
 def unflatten(vec, spec):
-    """Inverse of :func:`flatten`: a 1-D vector -> a tree with the original structure."""
+    """Inverse of :func:`flatten`: a 1-D vector -> a tree with the original structure.
+
+    A 2-D (P, D) array of P flattened trees gives one tree whose leaves carry a leading
+    axis of P (a population of parameter sets, e.g. for evolution strategies)."""
     template, shapes = spec
     need = sum(math.prod(shape) for _, shape in shapes)
-    if len(vec.shape) != 1 or vec.shape[0] != need:
+    if len(vec.shape) not in (1, 2) or vec.shape[-1] != need:
         raise ValueError(f"unflatten: vector has {vec.shape[-1] if vec.shape else 0} entries, "
                          f"the tree needs {need}" + ("" if len(vec.shape) == 1 else f" (shape {tuple(vec.shape)})"))
     xp = namespace(vec)
+    lead = tuple(vec.shape[:-1])
     parts, start = {}, 0
     for path, shape in shapes:
         size = math.prod(shape)
-        parts[path] = xp.reshape(vec[start:start + size], shape)
+        parts[path] = xp.reshape(vec[..., start:start + size], lead + shape)
         start += size
     return _rebuild(template, parts, "")
 
