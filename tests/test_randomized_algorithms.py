@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tinynim.backend import asarray, to_numpy
+from tinynim.random import RNG
 from tinynim.gradcheck import numerical_grad
 from tasks.randomized_algorithms import (best_response_value, cow_path, cow_path_values, deterministic_value,
                                          lp_value, majority_vote, majority_vote_monte_carlo, memory_game,
@@ -235,3 +236,72 @@ def test_uniform_random_policy_recall_profile(f64):
     recall = recall_profile(p, M, n, seed=3)
     c = M / N
     assert np.all(np.abs(recall - c) <= 5 * np.sqrt(c * (1 - c) / n)) and abs(recall.mean() - c) < 1e-12
+
+
+# -- graph colouring: equivariance and gradients ---------------------------------------------------
+
+from tasks.graph_colouring import GraphLinear, circulant, colouring_net, expected_conflicts   # noqa: E402
+from helpers import assert_gradients                                                            # noqa: E402
+
+graphs = st.sampled_from([(5, (1,)), (8, (1,)), (12, (1, 2)), (9, (1, 3)), (10, (2, 5))])
+
+
+@given(graph=graphs, seed=seeds)
+def test_deterministic_equivariant_net_colours_every_node_alike(backend, graph, seed):
+    """Test 4. Identical node inputs on a vertex-transitive graph (circulants): every node gets
+    the same logits (spread 0 up to the rounding of sums of equal terms in another order,
+    ≤ 1e-12 relative), so the expected conflicts per edge are Σ_c p(c)² ≥ 1/C. With i.i.d.
+    node noise the rows differ. A node relabelling Π permutes the output: f(Πz, ΠAΠᵀ) = Πf(z, A)."""
+    n, jumps = graph
+    A = circulant(n, jumps)
+    model = colouring_net(3, 6, 2, 3)
+    params = model.init(RNG(seed))
+    rng = np.random.default_rng(seed)
+    same = np.broadcast_to(rng.standard_normal((2, 1, 3)), (2, n, 3)).copy()
+    logits = host(model(params, asarray(same), adj=asarray(A)))
+    assert np.max(np.abs(logits - logits[:, :1])) <= 1e-12 * np.max(np.abs(logits))
+    value, _ = expected_conflicts(asarray(logits), asarray(A))
+    assert float(value) >= 1 / 3 - 1e-12
+    z = rng.standard_normal((2, n, 3))
+    noisy = host(model(params, asarray(z), adj=asarray(A)))
+    assert np.max(np.abs(noisy - noisy[:, :1])) > 1e-6
+    perm = rng.permutation(n)
+    P = np.eye(n)[perm]
+    relabelled = host(model(params, asarray(z[:, perm]), adj=asarray(P @ A @ P.T)))
+    assert_close(relabelled, noisy[:, perm], 1e-12, "f(Πz, ΠAΠᵀ) vs Πf(z, A)")
+
+
+@given(n=st.integers(3, 8), B=st.integers(1, 3), seed=seeds)
+def test_expected_conflicts_is_the_edge_sum(backend, n, B, seed):
+    """E = 1/(B|E|) Σ_b Σ_{edges} p_u · p_v written out edge by edge; its gradient vs central
+    differences (FD_TOL) and torch autograd of the same code (TORCH_TOL)."""
+    A = circulant(n)
+    logits = np.random.default_rng(seed).standard_normal((B, n, 3))
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    edges = np.argwhere(np.triu(A) > 0)
+    ref = sum(p[b, u] @ p[b, v] for b in range(B) for u, v in edges) / (B * len(edges))
+    value, grad = expected_conflicts(asarray(logits), asarray(A))
+    assert abs(float(value) - ref) <= 1e-12
+    fd = numerical_grad(lambda x: float(expected_conflicts(asarray(x), asarray(A))[0]), logits)
+    assert_close(grad, fd, FD_TOL, "dE/dlogits vs finite differences")
+    if HAS_TORCH:
+        import torch
+        t = torch.tensor(logits, requires_grad=True)
+        expected_conflicts(t, torch.tensor(A))[0].backward()
+        assert_close(grad, t.grad.numpy(), TORCH_TOL, "dE/dlogits vs torch autograd")
+
+
+def test_colouring_layers_gradients(backend):
+    """GraphLinear (its examples) and the whole colouring net: FD + torch autograd."""
+    for _, (layer, x, kw) in GraphLinear.examples(RNG(0)).items():
+        assert_gradients(layer, layer.init(RNG(1)), x, kw)
+    model = colouring_net(3, 5, 2, 3)
+    assert_gradients(model, model.init(RNG(2)), RNG(3).normal((2, 6, 3)), {"adj": asarray(circulant(6, (1, 2)))})
+
+
+def test_colouring_bad_input(f64):
+    layer = GraphLinear(3, 2)
+    with pytest.raises(ValueError, match=r"GraphLinear: expected adj of shape \(5, 5\), got \(4, 4\)"):
+        layer.forward(layer.init(RNG(0)), RNG(1).normal((2, 5, 3)), adj=asarray(circulant(4)))
+    with pytest.raises(ValueError, match=r"circulant: need n >= 3 and jumps in \[1, n//2\], got n=6, jumps=\(4,\)"):
+        circulant(6, (4,))
