@@ -1,5 +1,6 @@
 """Exact properties of the P3 constructions (arXiv:2309.01775; float64, every backend)."""
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
 from tinynim.backend import asarray
@@ -74,3 +75,56 @@ def test_invariances(backend, seed, recurrence):
                 layer.decay_key: take(p[layer.decay_key], perm, 0),
                 "Wx_out": take(p["Wx_out"], perm, 0), "Wg_out": take(p["Wg_out"], perm, 0), "D": p["D"]}
     assert_close(layer(permuted, (x, take(h0, perm, 1))), base, 1e-12, "neuron permutation")
+
+
+def test_student_sizes_are_the_construction_and_twice_it():
+    """The 1× student has exactly the neurons and output gates that the construction needs for
+    the teacher (a one-head causal LSA, D = 3, d_k = 2); the 2× student has twice both."""
+    from tasks.gated_rnn_attention import EXPERIMENTS
+    lsa = LinearSelfAttention(3, n_heads=1, d_key=2, causal=True)
+    rnn, _ = gated_rnn_from_attention(lsa, lsa.init(RNG(0)))
+    for mult in (1, 2):
+        student = EXPERIMENTS[f"student_{mult}x"].model()
+        assert (student.n_hidden, student.n_out_gates) == (mult * rnn.n_hidden, mult * rnn.n_out_gates)
+        assert (student.d_in, student.d_out) == (3, 3)
+
+
+def test_evaluation_baselines_are_the_zero_predictor_and_tuned_gd():
+    """`measure("baselines")` (quick: 2000 float32 tasks): the zero predictor's loss is
+    ½·mean ‖y‖² (computed here in float64), one GD step at the tuned η reaches the reported
+    loss (tasks.icl_regression.gd_predict), which is below the zero predictor's; the evaluation
+    set is made once per backend. Tolerance 1e-4 relative: float32 sums over 2000 tasks."""
+    from tasks.gated_rnn_attention import N_ICL, evaluation, measure
+    from tasks.icl_regression import loss
+    from tinynim.backend import use_dtype
+    base = measure("baselines", quick_mode=True)
+    ev = evaluation(quick_mode=True)
+    assert ev is evaluation(quick_mode=True) and ev.tokens.shape == (2000, N_ICL + 1, 5)
+    y = host(ev.targets).astype(np.float64)
+    assert abs(base["zero"] - 0.5 * np.mean(np.sum(y * y, axis=-1))) <= 1e-4 * base["zero"]
+    with use_dtype("float32"):
+        gd = loss(gd_predict(ev.tokens, base["gd_eta_over_n"] * N_ICL), ev.targets)
+    assert abs(gd - base["gd"]) <= 1e-4 * base["gd"] and base["gd"] < base["zero"]
+
+
+
+@pytest.mark.parametrize("name", ["student_1x", "icl_lsa"])
+def test_train_returns_metrics_then_result(monkeypatch, name):
+    """`train` returns ``(metrics, Result)`` (3 steps; quick evaluation set): the metrics
+    describe the returned parameters (the student's λ; the ICL model's loss on the evaluation
+    set) and `measure` passes them on."""
+    import dataclasses
+    from tasks import gated_rnn_attention as p3
+    from tasks.icl_regression import loss
+    from tinynim.backend import use_dtype
+    from tinynim.experiment import Result
+    monkeypatch.setitem(p3.EXPERIMENTS, name, dataclasses.replace(p3.EXPERIMENTS[name], steps=3))
+    metrics, result = p3.train(name, quick_mode=False, log=lambda *a: None)
+    assert isinstance(result, Result) and result.steps == 3
+    if name == "student_1x":
+        assert np.array_equal(metrics["lam"], host(result.model.decay(result.params)))
+    else:
+        ev = p3.evaluation(quick_mode=False)
+        with use_dtype("float32"):
+            assert metrics["loss"] == loss(result.model(result.params, ev.tokens), ev.targets)
+    assert set(p3.measure(name, quick_mode=False, log=lambda *a: None)) == set(metrics)

@@ -5,6 +5,7 @@
     python tools/mutate.py --paths tinynim/optim.py --operators swap_args drop_stmt
     python tools/mutate.py --list                # the mutants, not run
     python tools/mutate.py --show 3f2a9c1e       # one mutant as a diff
+    python tools/mutate.py --rerun before.json   # the mutants of an earlier report, again
 
 Each mutant is ONE small, realistic edit of one expression or statement inside a function
 of ``tinynim/`` or ``tasks/`` (operators in :data:`OPERATORS`: a dropped term, factor or
@@ -66,7 +67,9 @@ STAGES = ("mapped", "full", "all")
 ALL_BACKENDS = ("tinynim/backend.py", "tinynim/random.py", "tinynim/checkpoint.py", "tinynim/__main__.py")
 VALIDATION_CALLS = {"check_input", "require_keys", "isinstance", "print", "log"}
 SKIP_FUNCTIONS = {"example", "examples"}      # test fixtures: any small valid instance will do
-COMMUTATIVE = {"min", "max", "maximum", "minimum", "add", "multiply", "hypot", "logical_and", "logical_or"}
+# calls whose first two arguments commute (for namespace look-ups: any order names the same backend)
+COMMUTATIVE = {"min", "max", "maximum", "minimum", "add", "multiply", "hypot", "logical_and", "logical_or",
+               "namespace", "array_namespace"}
 SWAPS = {"sum": "mean", "mean": "sum", "max": "min", "min": "max", "maximum": "minimum",
          "minimum": "maximum", "argmax": "argmin", "argmin": "argmax"}
 
@@ -769,6 +772,8 @@ def main(argv=None) -> int:
     ap.add_argument("--report", type=Path, help="write the results as JSON here")
     ap.add_argument("--equivalents", type=Path, default=EQUIVALENTS)
     ap.add_argument("--keep-logs", type=Path, help="copy the test logs of errors here")
+    ap.add_argument("--rerun", type=Path, metavar="REPORT",
+                    help="run the mutants of a --report file again (same keys; before/after a fix)")
     ap.add_argument("--rescore", type=Path, metavar="REPORT",
                     help="re-read a --report file with the current equivalents file, run nothing")
     args = ap.parse_args(argv)
@@ -792,6 +797,11 @@ def main(argv=None) -> int:
         sys.stdout.writelines(difflib.unified_diff(src.splitlines(True), m.apply(src).splitlines(True),
                                                    f"a/{m.path}", f"b/{m.path}", n=2))
         return 0
+    if args.rerun:
+        keys = {r["key"] for r in json.loads(args.rerun.read_text())["results"]}
+        mutants = [m for m in mutants if m.key in keys]
+        if len(mutants) < len(keys):
+            print(f"{len(keys) - len(mutants)} mutant(s) of {args.rerun} are no longer generated")
     if args.sample is not None:
         mutants = sample(mutants, args.sample, args.seed)
     if args.list:
