@@ -215,11 +215,14 @@ def test_effective_eta_of_construction(f64, d, d_out, eta, form):
 
 def test_sample_law(f64):
     """Shapes, input range, query slot 0, and y = w x: with N ≥ d noiseless points least
-    squares on the context recovers w and predicts the target exactly."""
+    squares on the context recovers w and predicts the target exactly. x ~ U(−1, 1): over
+    1350 draws mean 0 (σ = 0.016) and variance 1/3 (σ = 0.008), tolerances 5σ."""
     tokens, targets = icl.sample(RNG(3), 50, 8, 3, d_out=2, input_range=2.0)
     T, y = host(tokens), host(targets)
     assert T.shape == (50, 9, 5) and y.shape == (50, 2)
-    assert np.abs(T[:, :, :3]).max() <= 1.0 and np.abs(T[:, :, :3]).max() > 0.9
+    x = T[:, :, :3]
+    assert x.max() <= 1.0 and x.min() >= -1.0 and x.max() > 0.9 and x.min() < -0.9
+    assert abs(x.mean()) < 0.08 and abs(x.var() - 1 / 3) < 0.04
     assert np.all(T[:, -1, 3:] == 0)
     for task, target in zip(T, y):
         w, *_ = np.linalg.lstsq(task[:-1, :3], task[:-1, 3:], rcond=None)
@@ -237,11 +240,13 @@ def test_sample_same_on_every_backend(backend):
     np.testing.assert_array_equal(a, b)
 
 
-def test_tune_gd_finds_the_closed_form_optimum(f64):
-    """One step from 0: ŷ = η u with u = (1/N) Σ y_i x_iᵀ x_q, so η* = Σ u y / Σ u² exactly."""
-    tokens, targets = icl.sample(RNG(0), 1000, 10, 10)
+@pytest.mark.parametrize("d", [1, 10])
+def test_tune_gd_finds_the_closed_form_optimum(f64, d):
+    """One step from 0: ŷ = η u with u = (1/N) Σ y_i x_iᵀ x_q, so η* = Σ u y / Σ u² exactly
+    (d = 1: scalar inputs, a one-row spectrum)."""
+    tokens, targets = icl.sample(RNG(0), 1000, 10, d)
     T, y = host(tokens), host(targets)[:, 0]
-    u = np.einsum("bn,bnd,bd->b", T[:, :-1, -1], T[:, :-1, :10], T[:, -1, :10]) / 10
+    u = np.einsum("bn,bnd,bd->b", T[:, :-1, -1], T[:, :-1, :d], T[:, -1, :d]) / 10
     best, value = icl.tune_gd(tokens, targets, 1)
     assert best["eta"] == pytest.approx(u @ y / (u @ u), rel=1e-3)
     assert value == pytest.approx(icl.loss(icl.gd_predict(tokens, best["eta"]), targets), rel=1e-12)
@@ -260,3 +265,36 @@ def test_linear_transformer_errors(f64):
     _, cache = model.forward(p, RNG(0).normal((2, 5, 4)))
     with pytest.raises(ValueError, match=r"LinearTransformer: expected dout of shape \(2, 1\), got shape \(2, 2\)"):
         model.backward(p, cache, RNG(0).normal((2, 2)))
+
+
+def test_baselines_are_tuned_gd_on_the_evaluation_set():
+    """`measure("baselines")` (quick: 1000 float32 tasks): the zero predictor's loss is
+    ½·mean y² (float64 here), one GD step at the reported η reaches the reported loss
+    (tolerance 1e-4 relative: float32 sums), and GD++ (γ = 0 in its grid) is never worse
+    than GD with as many steps."""
+    from tinynim.backend import use_dtype
+    base = icl.measure("baselines", quick_mode=True)
+    ev = icl.evaluation(quick_mode=True)
+    y = host(ev.targets).astype(np.float64)
+    assert abs(base["zero"] - 0.5 * np.mean(y * y)) <= 1e-4 * base["zero"]
+    with use_dtype("float32"):
+        gd1 = icl.loss(icl.gd_predict(ev.tokens, base["gd1_eta_over_n"] * icl.N), ev.targets)
+    assert abs(gd1 - base["gd1"]) <= 1e-4 * base["gd1"] and base["gd1"] < base["zero"]
+    assert base["gdpp2"] <= base["gd2"] and base["gdpp3"] <= base["gd3"]
+
+
+def test_train_metrics_describe_the_returned_params(monkeypatch):
+    """`train` returns ``(metrics, Result)`` (3 steps of the one-layer model; quick evaluation
+    set): its loss is the returned parameters' loss on the evaluation set and its η ratio is
+    their effective η over the tuned one-step η."""
+    import dataclasses
+    from tinynim.backend import use_dtype
+    from tinynim.experiment import Result
+    monkeypatch.setitem(icl.EXPERIMENTS, "one_layer", dataclasses.replace(icl.EXPERIMENTS["one_layer"], steps=3))
+    metrics, result = icl.train("one_layer", quick_mode=False, log=lambda *a: None)
+    assert isinstance(result, Result) and result.steps == 3
+    ev = icl.evaluation(quick_mode=False)
+    with use_dtype("float32"):
+        assert metrics["eval_loss"] == icl.loss(result.model(result.params, ev.tokens), ev.targets)
+    eta = icl.effective_eta(result.params, icl.D, icl.N, "merged")
+    assert metrics["eta_ratio"] == pytest.approx(eta / ev.tuned(1)[0]["eta"], rel=1e-12)
