@@ -4,6 +4,7 @@ models' backward passes equal finite differences and torch autograd."""
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from tinynim.backend import asarray
@@ -121,3 +122,37 @@ def test_probe_r2(f64):
     np.testing.assert_allclose(p2.probe_r2(X, X @ A + 1.0, Xt, Xt @ A + 1.0), 1.0, atol=1e-9)
     noise = p2.probe_r2(X, rng.normal((400, 3, 2), host=True), Xt, rng.normal((400, 3, 2), host=True))
     assert np.all(noise < 0.05)          # 5 features, 400 samples: an overfit of ~5/400 = 1 %, plus chance
+
+
+def test_train_metrics_describe_the_returned_params(monkeypatch):
+    """`train` (quick: 3 steps of each model, 200 evaluation sequences) returns ``(metrics, Result)``:
+    the loss curve is the returned parameters' per-position loss on the evaluation sequences
+    (T_SEQ predictions each), its summaries are the mean over all and over late positions, the
+    comparisons divide by the other models' summaries, and the probe gains follow their
+    definitions on given R²: last minus first layer (next), best later layer minus the first
+    (precond), least rise between hidden layers."""
+    import dataclasses
+    from tinynim.backend import use_dtype
+    from tinynim.experiment import Result
+    for name in ("mesa", "lsa", "deep"):
+        monkeypatch.setitem(p2.EXPERIMENTS, name, dataclasses.replace(p2.EXPERIMENTS[name], steps=30))
+    quiet = lambda *a: None
+    metrics, result = p2.train("deep", quick_mode=True, log=quiet)
+    assert isinstance(result, Result) and result.steps == 3
+    ev = p2.evaluation(quick_mode=True)
+    assert ev.tokens.shape[1] == p2.T_SEQ
+    with use_dtype("float32"):
+        curve = p2.position_losses(result.model(result.params, ev.tokens), ev.targets)
+    np.testing.assert_array_equal(metrics["curve"], curve)
+    assert metrics["mean"] == np.mean(curve) and metrics["late"] == np.mean(curve[p2.LATE:])
+    lsa, mesa = (p2.train(n, quick_mode=True, log=quiet)[0] for n in ("lsa", "mesa"))
+    assert metrics["mean_over_lsa"] == metrics["mean"] / lsa["mean"]
+    assert metrics["mesa_over_deep"] == mesa["mean"] / metrics["mean"]
+    assert metrics["probe_next"].shape == metrics["probe_precond"].shape == (4,)   # layers 0..3
+    assert lsa["late_over_mesa"] == lsa["late"] / mesa["late"]
+    # the gains on given probe R² (layer 0 the best, then layer 1): −0.2 for "precond"
+    monkeypatch.setattr(p2, "probe_metrics", lambda *a: {"next": np.array([0.1, 0.2, 0.4, 0.8]),
+                                                         "precond": np.array([0.9, 0.7, 0.2, 0.3])})
+    given_probes = p2.train("deep", quick_mode=True, log=quiet, seed_offset=1)[0]
+    assert given_probes["next_gain"] == pytest.approx(0.7) and given_probes["precond_gain"] == pytest.approx(-0.2)
+    assert given_probes["precond_hidden_rise"] == pytest.approx(-0.5)

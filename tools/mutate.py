@@ -406,9 +406,10 @@ def all_mutants(root: Path) -> list:
 
 
 def sample(mutants, n, seed):
-    """n mutants chosen by a hash of (seed, key): stable when unrelated code changes."""
+    """n mutants chosen by a hash of (seed, key): stable when unrelated code changes. They
+    run in that random order, so a run cut short by its budget is still a random sample."""
     rank = lambda m: hashlib.sha1(f"{seed}:{m.key}".encode()).hexdigest()
-    return sorted(sorted(mutants, key=rank)[:n], key=lambda m: (m.path, m.line))
+    return sorted(mutants, key=rank)[:n]
 
 
 # -- mapping modules to test files -------------------------------------------------------
@@ -797,9 +798,9 @@ def main(argv=None) -> int:
         sys.stdout.writelines(difflib.unified_diff(src.splitlines(True), m.apply(src).splitlines(True),
                                                    f"a/{m.path}", f"b/{m.path}", n=2))
         return 0
-    if args.rerun:
-        keys = {r["key"] for r in json.loads(args.rerun.read_text())["results"]}
-        mutants = [m for m in mutants if m.key in keys]
+    if args.rerun:                                     # the report's mutants, in its order
+        keys = {r["key"]: i for i, r in enumerate(json.loads(args.rerun.read_text())["results"])}
+        mutants = sorted((m for m in mutants if m.key in keys), key=lambda m: keys[m.key])
         if len(mutants) < len(keys):
             print(f"{len(keys) - len(mutants)} mutant(s) of {args.rerun} are no longer generated")
     if args.sample is not None:
