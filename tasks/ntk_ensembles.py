@@ -336,7 +336,7 @@ WIDTHS = (64, 256, 1024)
 
 
 def rotate(points, degrees: float):
-    """Host points (N, 2) rotated about the origin."""
+    """Host points (N, 2) rotated about the origin, counter-clockwise for degrees > 0."""
     a = math.radians(degrees)
     return points @ np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
 

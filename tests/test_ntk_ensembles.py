@@ -210,3 +210,11 @@ def test_toy_data_layout():
     assert_close(far, nt.FAR * ind, 1e-15, "far")
     assert_close(np.linalg.norm(rot, axis=1), np.linalg.norm(ind, axis=1), 1e-15, "rotated norm")
     assert np.max(np.abs(np.sum(rot * ind, axis=1))) < 1e-12
+
+
+@pytest.mark.parametrize("degrees", [90.0, 30.0, -135.0])
+def test_rotate_is_counter_clockwise(degrees):
+    """Rotation by a positive angle is counter-clockwise: (x, y) as x + iy times e^{iα}."""
+    pts = np.random.default_rng(0).standard_normal((5, 2))
+    z = (pts[:, 0] + 1j * pts[:, 1]) * np.exp(1j * math.radians(degrees))
+    assert_close(nt.rotate(pts, degrees), np.stack([z.real, z.imag], axis=1), 1e-14, "rotate")
