@@ -463,20 +463,24 @@ def test_map(root: Path) -> dict:
 # -- equivalents ---------------------------------------------------------------------------
 
 def read_equivalents(path: Path) -> dict:
-    """{key: reason}. Format: a key line (as printed for a survivor), then indented reason lines."""
-    out, key = {}, None
+    """{key: reason}. Format: key lines (as printed for a survivor), then the indented reason
+    lines they share."""
+    out, group, in_reason = {}, [], False
     if not path.exists():
         return out
     for line in path.read_text().splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         if line[0].isspace():
-            if key is None:
+            if not group:
                 raise ValueError(f"{path}: reason without a key: {line!r}")
-            out[key] = (out[key] + " " + line.strip()).strip()
+            for key in group:
+                out[key] = (out[key] + " " + line.strip()).strip()
+            in_reason = True
         else:
-            key = line.strip()
-            out[key] = ""
+            group = group if not in_reason else []
+            group.append(line.strip())
+            out[line.strip()], in_reason = "", False
     missing = [k for k, r in out.items() if not r]
     if missing:
         raise ValueError(f"{path}: entries without a reason: {missing}")
