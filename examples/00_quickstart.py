@@ -7,18 +7,16 @@
 # MLP, checks its backward against finite differences, and runs the trained network on
 # every installed backend (the same Array-API code on numpy, array-api-strict, torch).
 #
-# Run: `python examples/00_quickstart.py [--quick]` (or `TINYNIM_QUICK=1`).
+# Run: `python examples/00_quickstart.py [--quick]` (or `TINYNIM_QUICK=1`; in a notebook,
+# `tinynim.experiment.set_quick(True)` in the first cell). Any `TINYNIM_BACKEND`.
 # Expected runtime on a 2-core CPU: about 4 s (quick mode: about 3 s, mostly imports).
 
 # %%
-import os
-import sys
-from pathlib import Path
-
 import numpy as np
 
 import tinynim
-from tinynim.backend import asarray, available, get_backend, to_numpy, use_backend
+from tinynim.backend import asarray, available, get_backend, to_numpy, use_dtype
+from tinynim.experiment import pyplot, quick, save_figure, scaled
 from tinynim.gradcheck import check_layer
 from tinynim.losses import mse
 from tinynim.nn.mlp import MLP
@@ -27,11 +25,9 @@ from tinynim.random import RNG
 from tinynim.train import fit
 from tinynim.tree import tree_map
 
-QUICK = "--quick" in sys.argv or os.environ.get("TINYNIM_QUICK") == "1"
-STEPS = 100 if QUICK else 2000
+STEPS = scaled(2000)
 NOISE = 0.1
-FIGURES = (Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()) / "figures"
-print(f"tinynim {tinynim.__version__} on {get_backend()}; {'quick mode, ' if QUICK else ''}{STEPS} steps")
+print(f"tinynim {tinynim.__version__} on {get_backend()}; {'quick mode, ' if quick() else ''}{STEPS} steps")
 
 # %% [markdown]
 # ## Data
@@ -75,7 +71,7 @@ params, history = fit(loss_and_grads, params, Adam(cosine(1e-2, STEPS)), steps=S
 # Relative errors around 1e-9 mean the hand derivation is right; a wrong formula gives ~1.
 
 # %%
-with use_backend(get_backend().name, dtype="float64"):
+with use_dtype("float64"):
     params64 = tree_map(lambda a: asarray(to_numpy(a), "float64"), params)
     errors = check_layer(model, params64, RNG(2).normal((8, 1)), max_coords=64)
 for path, err in errors.items():
@@ -106,13 +102,8 @@ for name, (usable, _) in available().items():
 
 # %%
 test_rmse = float(np.sqrt(np.mean((reference - np.sin(3 * grid_host)) ** 2)))
-try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:
-    print("matplotlib is not installed: no figure (pip install -e '.[examples]')")
-else:
+plt = pyplot()
+if plt is not None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     ax1.plot(x_host[:, 0], y_host[:, 0], ".", ms=3, alpha=0.5, label="training data")
     ax1.plot(grid_host[:, 0], np.sin(3 * grid_host[:, 0]), "k--", lw=1, label="sin(3x)")
@@ -124,9 +115,7 @@ else:
     ax2.set(xlabel="step", ylabel="loss", title="training loss")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    FIGURES.mkdir(exist_ok=True)
-    fig.savefig(FIGURES / "00_quickstart.png", dpi=120)
-    print(f"figure: {FIGURES / '00_quickstart.png'}")
+    print("figure:", save_figure(fig, "00_quickstart.png"))
 
 # %% [markdown]
 # ## Summary
@@ -135,8 +124,9 @@ else:
 
 # %%
 ms_per_step = 1e3 * history["time"][-1] / len(history["time"])
+measured = {"fit": {"final_loss": history["loss"][-1], "test_rmse": test_rmse}}    # this run's numbers
 rows = [("steps", f"{STEPS}"),
-        ("final training loss (noise floor 0.005)", f"{history['loss'][-1]:.4f}"),
+        ("final training loss (noise floor 0.005)", f"{measured['fit']['final_loss']:.4f}"),
         ("test RMSE vs sin(3x)", f"{test_rmse:.3f}"),
         ("time per step", f"{ms_per_step:.2f} ms"),
         ("gradient check, max FD rel. error", f"{max_fd:.1e}")]

@@ -18,7 +18,7 @@ from backends import BackendError                              # noqa: E402
 from tinynim.backend import asarray, get_backend, to_numpy, use_backend
 from tinynim.random import RNG
 from tinynim import checkpoint, es, gradcheck, losses, nn, optim, train, tree
-from tinynim import analysis, claims, experiment
+from tinynim import analysis, claims, experiment, threads
 from tinynim.analysis import jacobian, ntk
 from tinynim.checkpoint import CheckpointError
 from tinynim.optim import SGD, Adam
@@ -26,5 +26,5 @@ from tinynim.train import NonFiniteError, fit
 
 __all__ = ["__version__", "BackendError", "asarray", "get_backend", "to_numpy", "use_backend",
            "RNG", "checkpoint", "es", "gradcheck", "losses", "nn", "optim", "train", "tree",
-           "analysis", "claims", "experiment", "jacobian", "ntk",
+           "analysis", "claims", "experiment", "jacobian", "ntk", "threads",
            "CheckpointError", "SGD", "Adam", "NonFiniteError", "fit"]

@@ -38,6 +38,7 @@ import array_api_compat
 
 from tinynim import checkpoint
 from tinynim.backend import namespace
+from tinynim.threads import limited
 from tinynim.tree import leaves_with_paths, tree_map
 
 BASE_KEYS = ("step", "loss", "time")
@@ -116,12 +117,14 @@ def supervised(model, loss=None, **forward_kw):
     return loss_and_grads
 
 
+@limited()
 def fit(loss_and_grads, params, optimizer, *, steps, data=None, log_every=100, log=print,
         eval_fn=None, eval_every=None, checkpoint_path=None, checkpoint_every=None, resume=False):
     """Train for `steps` optimiser updates: ``(params, history)`` (see the module docstring).
 
     loss_and_grads(params, batch, step) -> (loss, grads); data: a callable step -> batch,
     a fixed batch used at every step, or None. log: a callable taking one line, or None.
+    Runs with TINYNIM_THREADS BLAS/torch threads, default one (:mod:`tinynim.threads`).
     """
     history = {k: [] for k in BASE_KEYS}
     state, start = optimizer.init(params), 0
