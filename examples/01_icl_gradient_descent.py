@@ -19,9 +19,9 @@
 #
 # Run: `python examples/01_icl_gradient_descent.py [--quick]` (or `TINYNIM_QUICK=1`; in a
 # notebook, `tinynim.experiment.set_quick(True)` in the first cell). Any `TINYNIM_BACKEND`.
-# Expected runtime on a 2-core CPU: about 40 s (quick mode: about 5 s, too short to train).
-# On a machine shared with other jobs set `OPENBLAS_NUM_THREADS=1`: contended BLAS threads
-# spin-wait and can make every step 10× slower (the matrices here are tiny anyway).
+# Measured runtime, default settings, on a 2-core CPU shared with other jobs (load average
+# ≈ 8–10, so an idle machine is faster): 2 min 31 s (quick mode: 26 s, too short to train).
+# Training steps use one BLAS/torch thread (`TINYNIM_THREADS`, see the README).
 
 # %%
 import numpy as np

@@ -15,9 +15,9 @@
 #
 # Run: `python examples/03_gated_rnn_attention.py [--quick]` (or `TINYNIM_QUICK=1`; in a
 # notebook, `tinynim.experiment.set_quick(True)`). Any `TINYNIM_BACKEND`.
-# Expected runtime on a 2-core CPU: about 10 s (quick mode: about 3 s). On a machine
-# shared with other jobs, set `OPENBLAS_NUM_THREADS=1`: contended BLAS threads can make
-# these small matrix products 30× slower.
+# Measured runtime, default settings, on a 2-core CPU shared with other jobs (load average
+# ≈ 8–10, so an idle machine is faster): 70 s (quick mode: 34 s).
+# Training steps use one BLAS/torch thread (`TINYNIM_THREADS`, see the README).
 
 # %%
 import numpy as np
