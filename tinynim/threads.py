@@ -33,6 +33,20 @@ def thread_count() -> int | None:
     return int(raw)
 
 
+_controller: tuple = (None, -1)       # (threadpoolctl controller, len(sys.modules) when built)
+
+
+def _libraries():
+    """A threadpoolctl controller of the loaded BLAS/OpenMP libraries. Building one scans
+    every loaded shared library (~9 ms), so it is rebuilt only when modules were imported
+    since (a new module may have loaded a new library), not on every ``fit``."""
+    global _controller
+    if _controller[1] != len(sys.modules):
+        from threadpoolctl import ThreadpoolController
+        _controller = (ThreadpoolController(), len(sys.modules))
+    return _controller[0]
+
+
 @contextlib.contextmanager
 def limited(n: int | None | str = "env"):
     """Run the block with `n` BLAS/OpenMP/torch threads (default: :func:`thread_count`);
@@ -43,10 +57,10 @@ def limited(n: int | None | str = "env"):
         return
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"tinynim.threads.limited: n must be a positive int, None or 'env', got {n!r}")
-    from threadpoolctl import threadpool_limits
+    libraries = _libraries()
     torch = sys.modules.get("torch")            # only if already imported: never import torch here
     before = torch.get_num_threads() if torch is not None else None
-    with threadpool_limits(limits=n):
+    with libraries.limit(limits=n):
         if torch is not None:
             torch.set_num_threads(n)
         try:
