@@ -9,8 +9,9 @@
 #
 # Run: `python examples/00_quickstart.py [--quick]` (or `TINYNIM_QUICK=1`; in a notebook,
 # `tinynim.experiment.set_quick(True)` in the first cell). Any `TINYNIM_BACKEND`.
-# Measured runtime, default settings, on a 2-core CPU shared with other jobs (load average
-# ≈ 8–10, so an idle machine is faster): 13 s (quick mode: 12 s, mostly imports).
+# Measured on a 2-core CPU shared with other jobs (load average ≈ 8–10; an idle machine is
+# faster): full run at default settings 13 s; quick mode 12 s (as the tests run it:
+# OPENBLAS_NUM_THREADS=1, mostly imports).
 # Training steps use one BLAS/torch thread (`TINYNIM_THREADS`, see the README).
 
 # %%

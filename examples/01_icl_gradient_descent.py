@@ -19,8 +19,9 @@
 #
 # Run: `python examples/01_icl_gradient_descent.py [--quick]` (or `TINYNIM_QUICK=1`; in a
 # notebook, `tinynim.experiment.set_quick(True)` in the first cell). Any `TINYNIM_BACKEND`.
-# Measured runtime, default settings, on a 2-core CPU shared with other jobs (load average
-# ≈ 8–10, so an idle machine is faster): 2 min 31 s (quick mode: 26 s, too short to train).
+# Measured on a 2-core CPU shared with other jobs (load average ≈ 8–10; an idle machine is
+# faster): full run at default settings 2 min 31 s; quick mode 26 s (as the tests run it:
+# OPENBLAS_NUM_THREADS=1, too short to train).
 # Training steps use one BLAS/torch thread (`TINYNIM_THREADS`, see the README).
 
 # %%

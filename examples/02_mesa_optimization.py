@@ -25,9 +25,10 @@
 # experiments and claims live in `tasks/mesa_optimization.py`.
 #
 # Run: `python examples/02_mesa_optimization.py [--quick]` (or `TINYNIM_QUICK=1`; in a
-# notebook, `tinynim.experiment.set_quick(True)`). Any `TINYNIM_BACKEND`. Expected runtime on
-# an idle 2-core CPU: about 30 s (quick mode: about 5 s, too short to train). On a machine
-# shared with other jobs, set `OPENBLAS_NUM_THREADS=1`.
+# notebook, `tinynim.experiment.set_quick(True)`). Any `TINYNIM_BACKEND`.
+# Measured on a 2-core CPU shared with other jobs (load average ≈ 8–11; an idle machine is
+# faster): full run at default settings 3 min 49 s; quick mode 56 s (too short to train).
+# Training steps use one BLAS/torch thread (`TINYNIM_THREADS`, see the README).
 
 # %%
 import numpy as np

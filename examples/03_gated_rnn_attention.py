@@ -15,8 +15,9 @@
 #
 # Run: `python examples/03_gated_rnn_attention.py [--quick]` (or `TINYNIM_QUICK=1`; in a
 # notebook, `tinynim.experiment.set_quick(True)`). Any `TINYNIM_BACKEND`.
-# Measured runtime, default settings, on a 2-core CPU shared with other jobs (load average
-# ≈ 8–10, so an idle machine is faster): 70 s (quick mode: 34 s).
+# Measured on a 2-core CPU shared with other jobs (load average ≈ 8–10; an idle machine is
+# faster): full run at default settings 70 s; quick mode 34 s (as the tests run it:
+# OPENBLAS_NUM_THREADS=1).
 # Training steps use one BLAS/torch thread (`TINYNIM_THREADS`, see the README).
 
 # %%

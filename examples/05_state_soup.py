@@ -22,8 +22,9 @@
 #
 # Run: `python examples/05_state_soup.py [--quick]` (or `TINYNIM_QUICK=1`; in a notebook,
 # `tinynim.experiment.set_quick(True)`). Any `TINYNIM_BACKEND` (float64 throughout).
-# Measured runtime, default settings, on a 2-core CPU shared with other jobs (load average
-# ≈ 8–10, so an idle machine is faster): 62 s (quick mode: 10 s, mostly imports).
+# Measured on a 2-core CPU shared with other jobs (load average ≈ 8–10; an idle machine is
+# faster): full run at default settings 62 s; quick mode 10 s (as the tests run it:
+# OPENBLAS_NUM_THREADS=1, mostly imports).
 # Training steps use one BLAS/torch thread (`TINYNIM_THREADS`, see the README).
 
 # %%
