@@ -325,12 +325,14 @@ def gd_weights(d, n_context, eta, *, d_out=1, W0=None, form="merged", dtype=None
     in its y slot (:func:`with_initial_guess`). Full form: Wq = Q, Wk = Wp = I, Wv = P (the
     paper code splits the scale differently; only the products matter).
     """
+    # exercise: gd_construction
     D = d + d_out
     P = np.zeros((D, D))
     P[d:, d:] = -np.eye(d_out)
     if W0 is not None:
         P[:d, d:] = to_numpy(W0).T
     return _to_form(_x_selector(d, d_out), (eta / n_context) * P, form, dtype, backend)
+    # end exercise
 
 
 def gdpp_weights(d, n_context, eta, gamma, *, d_out=1, form="merged", dtype=None, backend=None):

@@ -4,16 +4,16 @@ import warnings
 
 import numpy as np
 
-from tinynim.gradcheck import check_layer, rel_error
+from tinynim.gradcheck import TOLERANCES, check_layer, rel_error
 from tinynim.backend import to_numpy
 
-# rtol of each check (tinynim.gradcheck: passed iff ‖Δ‖ ≤ atol·noise + rtol·‖ref‖; the
+# rtol of each check: the table tinynim.gradcheck.TOLERANCES, shared with check_layer's
+# defaults and `python -m tinynim check` (passed iff ‖Δ‖ ≤ atol·noise + rtol·‖ref‖; the
 # absolute part, in units of the check's rounding noise, keeps tiny or exactly-zero
-# gradients from crying wolf, so these relative tolerances stay strict):
-FD_TOL = 1e-7       # central differences, eps=1e-6, float64, smooth layers: truncation O(eps²)
-                    # ~1e-12 plus rounding ~1e-16·|L|/eps ~1e-9; 1e-7 leaves two decades of slack
+# gradients from crying wolf, so the relative tolerances stay strict):
+FD_TOL = TOLERANCES["fd"][0]        # central differences, eps=1e-6, float64, smooth layers
+TORCH_TOL = TOLERANCES["torch"][0]  # same maths, same float64 arithmetic up to operation order
 KINK_TOL = 1e-4     # layers with kinks (ReLU): a probe may straddle a kink at distance < eps
-TORCH_TOL = 1e-10   # same maths, same float64 arithmetic up to operation order
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 

@@ -163,3 +163,12 @@ def test_unusable_torch_device_is_one_clear_error_not_one_per_layer(device):
     error, backends_line = proc.stderr.splitlines()
     assert error.startswith(f"tinynim: TINYNIM_DEVICE='{device}'"), error
     assert backends_line.startswith("valid backends: ")
+
+
+def test_check_of_a_missing_file_or_a_file_without_layers_is_one_line_exit_2(tmp_path):
+    proc = run("check", str(tmp_path / "nope.py"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == f"tinynim check: cannot import no file {str(tmp_path / 'nope.py')!r}"
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    proc = run("check", str(tmp_path / "empty.py"))
+    assert proc.returncode == 2 and "no layer with examples(rng)" in proc.stderr, proc.stderr

@@ -177,3 +177,22 @@ def test_check_at_perturbed_params_catches_what_init_hides(f64):
     layer, x = NoGamma(4), RNG(1).normal((3, 4))
     assert check_layer(layer, layer.init(0), x).passed
     assert set(check_layer(layer, perturb(layer.init(0)), x).failures()) == {"x"}
+
+
+@pytest.mark.parametrize("method", ["fd", "torch"])
+def test_check_layer_runs_in_float64_whatever_the_active_dtype(method):
+    """The README's Linear in the default float32: check_layer casts to float64 and runs the
+    layer under use_dtype("float64"), so a right backward passes at float64 precision
+    (rel. errors ≪ 1e-6, where float32 differences gave ~1e-2) and a 1 % error still fails."""
+    if method == "torch":
+        pytest.importorskip("torch")
+    from tinynim.backend import use_backend
+    with use_backend("numpy", dtype="float32"):        # the default dtype
+        layer, x = Linear(3, 2), RNG(1).normal((4, 3))
+        params = layer.init(RNG(0))
+    assert params["W"].dtype == x.dtype and str(x.dtype).endswith("float32")
+    ok = check_layer(layer, perturb(params), x, method=method)
+    assert ok.passed and max(ok.values()) < 1e-8, ok.report()
+    assert "float64" in ok.report()
+    bad = check_layer(_WrongLinear(3, 2), perturb(params), x, method=method)
+    assert set(bad.failures()) == {"W"}, bad.report()

@@ -1,6 +1,6 @@
 """The "write your own layer" walkthrough of docs/learning_path.md works as written: its
-RMSNorm code block passes ``python -m tinynim check --include my_rmsnorm RMSNorm`` run from
-the folder it is saved in, and the bug the text describes makes the same command fail."""
+RMSNorm code block passes ``python -m tinynim check my_rmsnorm.py`` (a file outside the
+package, run from another folder), and the bug the text describes makes the same command fail."""
 import os
 import re
 import subprocess
@@ -17,16 +17,16 @@ def rmsnorm_block() -> str:
     return blocks[0]
 
 
-def check(folder, module):
+def check(path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     env.pop("TINYNIM_BACKEND", None)
-    return subprocess.run([sys.executable, "-m", "tinynim", "check", "--include", module, "RMSNorm"],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "tinynim", "check", str(path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_walkthrough_layer_passes_check(tmp_path):
     (tmp_path / "my_rmsnorm.py").write_text(rmsnorm_block())
-    proc = check(tmp_path, "my_rmsnorm")
+    proc = check(tmp_path / "my_rmsnorm.py")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"RMSNorm/default\s+\S+\s+\S+\s+ok", proc.stdout), proc.stdout
     assert "1/1 layer routes ok" in proc.stdout
@@ -37,5 +37,5 @@ def test_the_described_bug_fails_check(tmp_path):
     buggy = code.replace("xp.mean(g * x_hat,", "xp.mean(g,")
     assert buggy != code, "the bug described in the walkthrough no longer matches its code"
     (tmp_path / "my_rmsnorm.py").write_text(buggy)
-    proc = check(tmp_path, "my_rmsnorm")
+    proc = check(tmp_path / "my_rmsnorm.py")
     assert proc.returncode == 1 and "FAIL" in proc.stdout, proc.stdout + proc.stderr

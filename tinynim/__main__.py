@@ -5,6 +5,9 @@
                                       gradient-check every route of every framework layer
                                       (or those named) on the active backend in float64;
                                       exit code 1 on failure
+    python -m tinynim check path/to/file.py [NAME..]
+                                      the same for the layers defined in a file of yours
+                                      (all of them, or those named)
 
 ``check`` builds every route of each layer's ``examples(rng)`` (one table row per
 ``Layer/route``) with *randomised* parameters (the init perturbed by seeded noise,
@@ -19,7 +22,10 @@ and tiny gradients are judged correctly). NAME is a layer (all its routes) or on
 The framework layers (:data:`tinynim.nn.REGISTRY`) are checked by default; ``--include
 MODULE`` (repeatable) adds the layers defined in an importable module or package, found by
 :func:`tinynim.nn.base.collect_layers`: e.g. ``--include tasks`` checks the paper models
-(``LinearTransformer``, ``RNNRegressor``). tinynim itself never imports ``tasks``.
+(``LinearTransformer``, ``RNNRegressor``). tinynim itself never imports ``tasks``. A NAME
+ending in ``.py`` is a file, imported by :func:`tinynim.nn.base.load_file` wherever it lies:
+its layers (classes with ``examples``) are checked, all of them unless layers are named.
+--include also takes such a path.
 
 A bad ``TINYNIM_*`` setting or an unknown module or layer is reported in one line with exit
 code 2.
@@ -97,17 +103,35 @@ def check_one(cls, route, use_torch: bool) -> tuple:
 
 
 def check(names, include=()) -> int:
+    files = [n for n in names if n.endswith(".py")]
+    names = [n for n in names if not n.endswith(".py")]
     try:
         registry = layers(include)
     except ImportError as err:
         print(f"tinynim check: cannot import --include module: {err}", file=sys.stderr)
         return 2
     try:
-        selected = routes(registry, names)
+        own = collect_layers(*files)
+    except ImportError as err:
+        print(f"tinynim check: cannot import {err}", file=sys.stderr)
+        return 2
+    if files and not own:
+        print(f"tinynim check: no layer with examples(rng) in {', '.join(files)}", file=sys.stderr)
+        return 2
+    registry.update(own)
+    try:
+        selected = routes(registry, names or list(own))
     except KeyError as err:
         print(f"tinynim check: unknown layer(s) {err.args[0]}; known: {', '.join(sorted(registry))}",
               file=sys.stderr)
         return 2
+    return check_routes(registry, selected)
+
+
+def check_routes(registry, selected) -> int:
+    """Check the routes `selected` (``"Layer/route"``) of the layers in `registry` (``{name:
+    class}``) on the active backend in float64; print the table (an exception in a route is
+    that route's ``ERROR`` row) and the failing arrays (stderr). Exit code: 0 iff all pass."""
     active = get_backend()
     use_torch = available()["torch"][0]
     from tinynim.gradcheck import TOLERANCES
@@ -144,9 +168,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tinynim", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command")
     chk = sub.add_parser("check", help="gradient-check every route of every layer on the active backend")
-    chk.add_argument("names", nargs="*", help="layer class names or Layer/route (default: all)")
+    chk.add_argument("names", nargs="*", help="layer class names, Layer/route, or path/to/file.py (default: all)")
     chk.add_argument("--include", action="append", default=[], metavar="MODULE",
-                     help="also check the layers defined in this importable module or package (repeatable)")
+                     help="also check the layers defined in this importable module, package or .py file (repeatable)")
     args = ap.parse_args(argv)
     try:
         get_backend()

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import array_api_compat
 
-from tinynim.backend import namespace, to_numpy
+from tinynim.backend import namespace, to_numpy, use_dtype
 from tinynim.tree import leaves_with_paths, set_leaf, tree_map, get
 
 
@@ -89,7 +89,7 @@ class GradientCheck(dict):
     def report(self) -> str:
         """One line per failing array (or 'ok'), naming the criterion."""
         bad = self.failures()
-        head = f"{self.method} check (rtol {self.rtol:g}, atol {self.atol:g}·noise)"
+        head = f"{self.method} check in float64 (rtol {self.rtol:g}, atol {self.atol:g}·noise)"
         return head + (": ok" if not bad else "".join(f"\n  {k}: {c}" for k, c in bad.items()))
 
 
@@ -152,6 +152,14 @@ def _is_float(a):
     return a is not None and namespace(a).isdtype(a.dtype, "real floating")
 
 
+def _float64(a):
+    """A float array as float64 in its own namespace and device; anything else unchanged."""
+    if not _is_float(a):
+        return a
+    xp = namespace(a)
+    return a if a.dtype == xp.float64 else xp.astype(a, xp.float64)
+
+
 def perturb(params, seed=0, scale=0.5):
     """``params`` + scale · N(0, 1) · s, array by array, s = the array's RMS (1 if it is all
     zero), drawn on the host from the stream ``[seed, 3]``: a gradient check at init values
@@ -185,14 +193,25 @@ def check_layer(layer, params, x, kwargs=None, *, seed=0, eps=1e-6, max_coords=N
     ``"x/0"``, ...) and every parameter (``"W"``, ``"attn/Wq"``, ...), plus the verdict
     ``.passed`` / ``.failures()`` by the criterion of the module docstring with `rtol`,
     `atol` (defaults: :data:`TOLERANCES`). `max_coords` probes at most that many random
-    coordinates per array (fd only). Run it in float64: finite differences in float32 are
-    too coarse to mean anything.
+    coordinates per array (fd only).
+
+    Always in float64, whatever the active dtype: float inputs, parameters and array keyword
+    arguments are cast to float64 (on their own backend and device) and the layer runs under
+    ``use_dtype("float64")``. In float32 a central difference carries a rounding error of
+    u·|L|/eps ≈ 6e-8·|L|/1e-6, i.e. ~1e-2 relative: as large as the error of a wrong
+    backward, so a float32 check could not tell a right layer from a buggy one.
     """
     if method not in TOLERANCES:
         raise ValueError(f"check_layer: method must be 'fd' or 'torch', got {method!r}")
     rtol = TOLERANCES[method][0] if rtol is None else rtol
     atol = TOLERANCES[method][1] if atol is None else atol
-    kwargs = kwargs or {}
+    params, x = tree_map(_float64, params), tree_map(_float64, x)
+    kwargs = {k: _float64(v) if hasattr(v, "dtype") else v for k, v in (kwargs or {}).items()}
+    with use_dtype("float64"):
+        return _check(layer, params, x, kwargs, seed, eps, max_coords, method, rtol, atol)
+
+
+def _check(layer, params, x, kwargs, seed, eps, max_coords, method, rtol, atol) -> GradientCheck:
     out, cache = layer.forward(params, x, **kwargs)
     R = cotangent(out, seed)
     dx, grads = layer.backward(params, cache, tree_map(_like, R, out))

@@ -126,6 +126,7 @@ class SoftmaxAttention(Layer):
     def backward(self, params, cache, dout):
         x, W, q, k, v, P, O = cache
         self.check_dout(dout, tuple(x.shape))
+        # exercise: softmax_attention
         xp = namespace(dout)
         D = self.d_model
         dWo = xp.reshape(O, (-1, D)).T @ xp.reshape(dout, (-1, D))            # (D, D)
@@ -138,6 +139,7 @@ class SoftmaxAttention(Layer):
         dW = xp.reshape(x, (-1, D)).T @ xp.reshape(dqkv, (-1, 3 * D))         # (D, 3D)
         grads = {"Wq": dW[:, :D], "Wk": dW[:, D:2 * D], "Wv": dW[:, 2 * D:], "Wo": dWo}
         return dqkv @ W.T, grads                                              # (B, T, D)
+        # end exercise
 
     @staticmethod
     def examples(rng):

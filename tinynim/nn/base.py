@@ -37,11 +37,15 @@ Nothing is ever mutated.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import math
 import numbers
 import pkgutil
+import sys
+import types
 from functools import cached_property
+from pathlib import Path
 
 import array_api_compat
 
@@ -239,14 +243,38 @@ def _defined_layers(module):
             and "examples" in vars(obj)]
 
 
+def load_file(path) -> types.ModuleType:
+    """The Python file at `path` imported as a module of its own (named after the file, e.g.
+    a student's ``my_rmsnorm.py`` outside any package). Raises ImportError naming the path
+    if there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImportError(f"no file {str(path)!r}")
+    name = f"_tinynim_file_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module                      # dataclasses and pickling look it up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
 def collect_layers(*modules) -> dict:
     """``{name: cls}`` of the Layer subclasses that provide ``examples`` and are defined in the
-    given modules or packages (names or module objects; a package is walked, importing every
-    submodule). Nothing registers itself: this is how the check and the tests find layers,
-    e.g. ``collect_layers("tinynim.nn")`` or ``collect_layers("tasks")``."""
+    given modules or packages (names, module objects, or paths of ``.py`` files, loaded by
+    :func:`load_file`; a package is walked, importing every submodule). Nothing registers
+    itself: this is how the check and the tests find layers, e.g.
+    ``collect_layers("tinynim.nn")``, ``collect_layers("tasks")`` or
+    ``collect_layers("my_layers.py")``."""
     found = {}
     for m in modules:
-        mod = importlib.import_module(m) if isinstance(m, str) else m
+        if isinstance(m, (str, Path)) and str(m).endswith(".py"):
+            mod = load_file(m)
+        else:
+            mod = importlib.import_module(m) if isinstance(m, str) else m
         mods = [mod] + [importlib.import_module(info.name)
                         for info in pkgutil.walk_packages(getattr(mod, "__path__", []), mod.__name__ + ".")]
         for module in mods:

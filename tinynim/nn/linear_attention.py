@@ -286,6 +286,7 @@ class LinearSelfAttention(Layer):
         x, n, Q, P, r, A, y, mask, last_only = cache
         B, T, D = x.shape
         self.check_dout(dout, (B, 1, D) if last_only else (B, T, D))
+        # exercise: linear_self_attention
         xp = namespace(dout)
         G = place_rows(dout, T - 1, T) if last_only else dout        # (B, T, D)
         C = xp.expand_dims(x[:, :n, :], axis=1)                      # (B, 1, n, D)
@@ -299,6 +300,7 @@ class LinearSelfAttention(Layer):
         dC = xp.sum(dA.mT @ r + A.mT @ dy, axis=1)                   # (B, n, D)
         dx = sum_heads(dr, Q.mT) + place_rows(dC, 0, T)              # (B, T, D)
         return dx, self.pullback(params, dQ, dP)
+        # end exercise
 
     # -- the fast path: one query row, low-rank factors, the S = kᵀv association ----------
     def _forward_fast(self, params, x, n, last_only):

@@ -63,6 +63,7 @@ class LayerNorm(Layer):
     def backward(self, params, cache, dout):
         x_hat, inv_sigma = cache
         self.check_dout(dout, tuple(x_hat.shape))
+        # exercise: layernorm
         xp = namespace(dout)
         g = dout * params["gamma"]                                              # (..., d)
         dx = inv_sigma * (g - xp.mean(g, axis=-1, keepdims=True)
@@ -71,6 +72,7 @@ class LayerNorm(Layer):
         grads = {"gamma": xp.sum(G * xp.reshape(x_hat, (-1, self.d)), axis=0),  # (d,)
                  "beta": xp.sum(G, axis=0)}                                     # (d,)
         return dx, grads
+        # end exercise
 
     @staticmethod
     def examples(rng):

@@ -120,8 +120,10 @@ SCANS = {"parallel": parallel_scan, "loop": scan_reference}
 
 def reverse_scan(scan, lam, g):
     """δ_t = g_t + λ ⊙ δ_{t+1}, δ_T = 0: the backward of a scan, run in reversed time."""
+    # exercise: rnn_bptt
     xp = namespace(lam, g)
     return xp.flip(scan(lam, xp.flip(g, axis=1)), axis=1)
+    # end exercise
 
 
 class RNNCache(NamedTuple):
@@ -266,12 +268,14 @@ class GatedLinearRNN(Layer):
         grads, e = self._readout_backward(params, c.h, c.o, c.q, dout)     # e: (B, T, N) direct dL/dh
         if dh_T is not None:
             e = xp.concat([e[:, :-1, :], e[:, -1:, :] + dh_T[:, None, :]], axis=1)
+        # exercise: rnn_bptt
         delta = reverse_scan(self.scan, c.lam, e)                          # (B, T, N)
         dlam = xp.sum(_rows(delta[:, 1:, :] * c.h[:, :-1, :]), axis=0)     # Σ_t δ_t ⊙ h_{t−1}
         dh0 = None
         if c.h0 is not None:
             dlam = dlam + xp.sum(delta[:, 0, :] * c.h0, axis=0)
             dh0 = c.lam * delta[:, 0, :]
+        # end exercise
         dx = self._input_backward(params, c, delta, dlam, grads)
         return ((dx, dh0) if c.has_h0 else dx), grads
 
