@@ -115,7 +115,7 @@ if plt is not None:
     ax1.legend(fontsize=8)
     ax2.semilogy(history["loss"])
     ax2.axhline(0.5 * NOISE**2, color="k", ls=":", lw=1, label="noise floor")
-    ax2.set(xlabel="step", ylabel="loss", title="training loss")
+    ax2.set(xlabel="training step", ylabel="training loss (½-MSE)", title="training loss")
     ax2.legend(fontsize=8)
     fig.tight_layout()
     print("figure:", save_figure(fig, "00_quickstart.png"))

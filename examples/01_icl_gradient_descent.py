@@ -122,43 +122,41 @@ for name in ("one_layer", "one_layer_full"):
 # %%
 plt = pyplot()
 if plt is not None:
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.6), layout="constrained")
     for (name, result), color in zip(results.items(), ["C0", "C4", "C1", "C2"]):
         h = result.history
-        axes[0].plot(h["eval_step"], h["eval_loss"], color=color, label=f"LSA, {name}")
+        axes[0].plot(h["eval_step"], h["eval_loss"], color=color, label=f"LSA, {name.replace('_', ' ')}")
     for K, color in zip((1, 2, 3), ["C0", "C1", "C2"]):
         axes[0].axhline(ev.tuned(K)[1], color=color, ls="--", lw=1, label=f"GD, {K} step{'s' * (K > 1)}")
     for K, color in zip((2, 3), ["C1", "C2"]):
         axes[0].axhline(ev.tuned(K, plus=True)[1], color=color, ls=":", lw=1.5, label=f"GD++, {K} steps")
-    axes[0].set(xlabel="training step", ylabel="evaluation loss (½-MSE)", title="trained LSA vs GD / GD++",
-                yscale="log", ylim=(0.06, 0.5))
-    axes[0].legend(fontsize=6, ncol=2, loc="upper right")
+    axes[0].set(xlabel="training step", ylabel="evaluation loss (½-MSE)", title="trained LSA vs tuned GD / GD++",
+                yscale="log")
+    axes[0].legend(loc="upper left", bbox_to_anchor=(0, -0.16), ncol=3)
     h = results["one_layer"].history
-    axes[1].plot(h["eval_step"], h["cosine"], color="C0", label="cosine of sensitivities")
-    axes[1].set(xlabel="training step", ylabel="cosine", title="1 layer: alignment with tuned GD", ylim=(0, 1.05))
-    ax = axes[1].twinx()
-    ax.plot(h["eval_step"], h["model_diff"], "C3", label="model diff ‖J − W_GD‖")
-    ax.plot(h["eval_step"], h["preds_diff"], "C2", label="preds diff ‖ŷ − ŷ_GD‖")
-    ax.set_ylabel("distance")
-    axes[1].legend(loc="center right", fontsize=7)
-    ax.legend(loc="lower right", fontsize=7)
-    axes[2].semilogy(results["three_layers"].history["loss"], lw=0.5, color="C2")
-    axes[2].set(xlabel="training step", ylabel="training loss (batch)", title="3 shared layers")
-    fig.tight_layout()
+    axes[1].plot(h["eval_step"], h["cosine"], color="C0")
+    axes[1].set(xlabel="training step", ylabel="cosine(∂ŷ/∂x_q of LSA, of GD)",
+                title="1 layer: same sensitivities as GD", ylim=(0, 1.05))
+    axes[2].plot(h["eval_step"], h["model_diff"], "C3", label="models: ‖∂ŷ/∂x_q − W_GD‖")
+    axes[2].plot(h["eval_step"], h["preds_diff"], "C2", label="predictions: ‖ŷ − ŷ_GD‖")
+    axes[2].set(xlabel="training step", ylabel="L2 distance (mean over tasks)", yscale="log",
+                title="1 layer: distance to tuned GD")
+    axes[2].legend(loc="upper left", bbox_to_anchor=(0, -0.16))
+    axes[3].semilogy(results["three_layers"].history["loss"], lw=0.5, color="C2")
+    axes[3].set(xlabel="training step", ylabel="training loss (½-MSE, one batch)", title="3 shared layers: training")
     print("figure:", save_figure(fig, "01_training.png"))
 
     Q, P = (to_numpy(a)[0] for a in merged_products(results["one_layer"].params, "merged"))
     c = np.mean(np.diag(Q[:D, :D]))                                    # undo the Q → cQ symmetry
     Qc, Pc = (to_numpy(a)[0] for a in merged_products(icl.gd_weights(D, N, gd_eta), "merged"))
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8), layout="constrained")
     for ax, M, title in zip(axes, [Q / c, Qc, P * c, Pc], ["trained Q / c", "constructed Q",
                                                           "trained P · c", "constructed P = (η/N)[[0,0],[0,−1]]"]):
         lim = np.abs(M).max()
         im = ax.imshow(M, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set_title(title, fontsize=9)
-        ax.set(xlabel="column (x₁..x₁₀, y)", ylabel="row")
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
+        ax.set_title(title)
+        ax.set(xlabel="column (x₁..x₁₀, y)", ylabel="row (x₁..x₁₀, y)")
+        fig.colorbar(im, ax=ax, fraction=0.046, label="entry")
     print("figure:", save_figure(fig, "01_weights.png"))
 
 # %% [markdown]

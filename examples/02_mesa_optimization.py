@@ -156,7 +156,7 @@ for key in ("probe_next", "probe_precond"):
 # %%
 plt = pyplot()
 if plt is not None:
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     t = np.arange(1, p2.T_SEQ + 1)
     for label, curve, style in [("ridge (1/λ tuned)", ev.ridge, "k-"), ("one GD step (tuned)", ev.gd, "k--"),
                                 ("1-layer mesa", m["mesa"]["curve"], "C0-"), ("1-layer LSA", m["lsa"]["curve"], "C1-"),
@@ -165,14 +165,13 @@ if plt is not None:
     a1.axvline(p2.LATE + 1, color="grey", lw=0.8, ls=":")
     a1.set(yscale="log", xlabel="tokens seen", ylabel=r"$\frac{1}{2}\|\hat s_{t+1} - s_{t+1}\|^2$",
            title="loss per position (dotted: first late position)")
-    a1.legend(fontsize=8)
+    a1.legend(loc="upper left", bbox_to_anchor=(0, -0.16), ncol=3)
     layers = np.arange(len(m["deep"]["probe_next"]))
     a2.plot(layers, m["deep"]["probe_next"], "o-", label=r"$s_{t+1}$")
     a2.plot(layers, m["deep"]["probe_precond"], "s-", label=r"$H_t^{-1} s_t$")
     a2.set(xticks=layers, xlabel="layer (0 = input tokens)", ylabel="probe R² (held out)",
            title="linear probes, 3-layer LSA", ylim=(0, 1))
-    a2.legend(fontsize=8)
-    fig.tight_layout()
+    a2.legend(title="probe target", loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2)
     print("figure:", save_figure(fig, "02_mesa_optimization.png", dpi=110))
 
 # %% [markdown]

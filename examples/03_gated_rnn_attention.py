@@ -103,33 +103,38 @@ for name in ("student_1x", "student_2x"):
 plt = pyplot()
 if plt is not None:
     names = ["Wx_in", "Wg_in", "lam", "Wx_out", "Wg_out", "D"]
-    fig, axes = plt.subplots(1, 6, figsize=(15, 3.4), gridspec_kw={"width_ratios": [6, 6, 1, 4, 4, 3]})
+    fig, axes = plt.subplots(1, 6, figsize=(15, 3.6), layout="constrained",
+                             gridspec_kw={"width_ratios": [6, 6, 1, 4, 4, 3]})
+    labels = {"Wx_in": ("neuron", "input x̃ = (x, 1)"), "Wg_in": ("neuron", "input x̃ = (x, 1)"),
+              "lam": ("", "neuron"), "Wx_out": ("output gate", "neuron"),
+              "Wg_out": ("output gate", "neuron"), "D": ("output", "output gate")}
     for ax, name in zip(axes, names):
         block = blocks[name][:, None] if name == "lam" else blocks[name]
         im = ax.imshow(block, cmap="RdBu_r", vmin=-1, vmax=1)
-        ax.set_title("λ" if name == "lam" else name, fontsize=9)
-        ax.set_xlabel({"Wx_in": "neuron", "Wg_in": "neuron", "lam": "", "Wx_out": "output gate",
-                       "Wg_out": "output gate", "D": "output"}[name], fontsize=8)
-    axes[0].set_ylabel("input x̃ = (x, 1)")
-    axes[3].set_ylabel("neuron: 4 KV (λ=1), 2 query (λ=0)", fontsize=8)
+        ax.set_title("λ" if name == "lam" else name)
+        ax.set(xlabel=labels[name][0], ylabel=labels[name][1])
+        ax.set_xticks([] if name == "lam" else range(block.shape[1]))
+        ax.set_yticks(range(block.shape[0]))
     fig.colorbar(im, ax=axes, fraction=0.02, label="weight")
-    fig.suptitle("gated RNN built from a causal LSA (D = 3, d_k = d_v = 2)", fontsize=10)
+    fig.suptitle("gated RNN built from a causal LSA (D = 3, d_k = d_v = 2): neurons 0–3 hold "
+                 "key·value products (λ = 1), neurons 4–5 the query (λ = 0)")
     print("figure:", save_figure(fig, "03_construction.png", dpi=110))
 
-    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
     smooth = lambda v: np.convolve(v, np.ones(50) / 50, mode="valid")     # noqa: E731
     a1.plot(smooth(results["icl_rnn"].history["loss"]), label="gated RNN")
     a1.plot(smooth(results["icl_lsa"].history["loss"]), label="LSA")
     a1.axhline(b["gd"], color="k", ls="--", lw=1, label="tuned GD (eval)")
     a1.set(yscale="log", xlabel="training step", ylabel="training loss (50-step mean)", title="in-context regression")
-    a1.legend(fontsize=8)
+    a1.legend(loc="upper left", bbox_to_anchor=(1, 1))
     a2.hist(icl_lam, bins=np.linspace(0, 1, 21))
+    a2.yaxis.get_major_locator().set_params(integer=True)
     a2.set(xlabel="λ", ylabel="number of neurons", title="λ of the in-context RNN")
     for name in ("student_1x", "student_2x"):
         a3.hist(measured[name]["lam"], bins=np.linspace(0, 1, 21), alpha=0.6, label=name.replace("_", " "))
     a3.set(xlabel="λ", ylabel="number of neurons", title="λ of teacher–student RNNs")
-    a3.legend(fontsize=8)
-    fig.tight_layout()
+    a3.yaxis.get_major_locator().set_params(integer=True)
+    a3.legend(loc="upper center")
     print("figure:", save_figure(fig, "03_training.png", dpi=110))
 
 # %% [markdown]

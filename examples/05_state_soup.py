@@ -164,20 +164,23 @@ print(f"chance accuracy 1/K = {1 / K:.4f}")
 plt = pyplot()
 if plt is not None:
     reference = {c.metric.split("/")[1]: c.reference for c in p5.CLAIMS if c.metric.startswith("split/")}
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2), layout="constrained")
     ax = axes[0]
     keys = list(LABELS)
     pos = np.arange(len(keys))
-    ax.bar(pos - 0.2, [m[f"split/{k}"] for k in keys], 0.4, label="ours")
-    ax.bar(pos + 0.2, [reference.get(k, reference["full"] if k == "exact" else np.nan) for k in keys], 0.4,
-           label="reference (P5 claims)")
-    ax.set_xticks(pos, keys, rotation=30)
-    ax.set(ylabel="query loss (½-MSE)", title="two halves of a 12-shot context")
-    ax.legend(fontsize=8)
+    ax.barh(pos - 0.2, [m[f"split/{k}"] for k in keys], 0.4, label="ours")
+    ax.barh(pos + 0.2, [reference.get(k, reference["full"] if k == "exact" else np.nan) for k in keys], 0.4,
+            label="reference (P5 claims)")
+    ax.set_yticks(pos, keys)
+    ax.invert_yaxis()
+    ax.set(ylabel="state the query is read from", xlabel="query loss (½-MSE)", title="two halves of a 12-shot context")
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.18))
     ax = axes[1]
-    ax.bar(np.arange(len(MIX_LABELS)), [m[f"mix/{k}"] for k in MIX_LABELS], color="C2")
-    ax.set_xticks(np.arange(len(MIX_LABELS)), list(MIX_LABELS), rotation=30)
-    ax.set(ylabel="query loss (½-MSE)", title="task (w_a + w_b)/2 from stored states")
+    ax.barh(np.arange(len(MIX_LABELS)), [m[f"mix/{k}"] for k in MIX_LABELS], color="C2")
+    ax.set_yticks(np.arange(len(MIX_LABELS)), list(MIX_LABELS))
+    ax.invert_yaxis()
+    ax.set(ylabel="state the query is read from", xlabel="query loss (½-MSE)",
+           title="task (w_a + w_b)/2 from stored states")
     ax = axes[2]
     ax.plot(p5.SHOTS, [m[f"acc_all/{n}"] for n in p5.SHOTS], "o-", label="all neurons")
     ax.plot(p5.SHOTS, [m[f"acc/{n}"] for n in p5.SHOTS], "s-", label="memory neurons")
@@ -185,13 +188,12 @@ if plt is not None:
     ax.axhline(1 / K, color="k", ls=":", lw=1, label="chance")
     ax.set(xlabel="shots in the new context", ylabel="retrieval accuracy", ylim=(0, 1),
            title=f"retrieval among K = {K} stored states")
-    ax.legend(fontsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.18), ncol=2)
     ax = axes[3]
     for c, style in [("short", "C3o-"), ("mixed+short", "C4s-"), ("oracle", "C5^-")]:
         ax.plot(p5.SHOTS, [m[f"retrieval/{n}/{c}"] for n in p5.SHOTS], style, label=c)
     ax.set(xlabel="shots in the new context", ylabel="query loss (½-MSE)", title="resuming from stored states")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax.legend(title="start state", loc="upper right")
     print("figure:", save_figure(fig, "05_state_soup.png"))
 
 # %% [markdown]

@@ -103,7 +103,7 @@ pts, Y = to_numpy(d["X"])[:, :2], to_numpy(d["Y"])
 
 plt = pyplot()
 if plt is not None:
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.4), layout="constrained")
     titles = {"total": "V[f_lin] (both sources)", "init": "initialisation noise only",
               "kernel": "kernel noise only (= centred)", "trained": "trained non-linear ensemble"}
     for ax, (key, title) in zip(axes, titles.items()):
@@ -111,10 +111,9 @@ if plt is not None:
                        extent=(-L, L, -L, L), cmap="viridis")
         ax.scatter(pts[Y > 0, 0], pts[Y > 0, 1], c="m", s=12, label="+1")
         ax.scatter(pts[Y < 0, 0], pts[Y < 0, 1], c="limegreen", s=12, label="−1")
-        ax.set_title(title, fontsize=10)
-        fig.colorbar(im, ax=ax, shrink=0.8, label="log₁₀ variance")
-    axes[0].legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+        ax.set(title=title, xlabel="input x₁", ylabel="input x₂")
+        fig.colorbar(im, ax=ax, shrink=0.8, label="log₁₀ variance of f(x)")
+    axes[0].legend(title="training label", loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2)
     print("figure:", save_figure(fig, "10_ntk_variance_maps.png"))
 
 # %% [markdown]
@@ -136,17 +135,17 @@ for n in p10.WIDTHS:
     print(f"| {n:5d} | {w[f'kernel_var_x_width/{n}']:13.3f} | {w[f'init_var_error/{n}']:25.3f} | "
           f"{g[f'gap/{n}']:25.3f} |")
 if plt is not None:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    axes[0].semilogx(p10.WIDTHS, [w[f"kernel_var_x_width/{n}"] for n in p10.WIDTHS], "o-", label="Var[kernel]·n")
-    axes[0].semilogx(p10.WIDTHS, [w[f"init_var_error/{n}"] for n in p10.WIDTHS], "s-",
-                     label="|Var[init] / infinite-width − 1|")
-    axes[0].set(xlabel="width n", title=f"{w['members']} antithetic members")
-    axes[0].legend(fontsize=8)
-    axes[1].loglog(p10.WIDTHS, [g[f"gap/{n}"] for n in p10.WIDTHS], "o-", label="‖f_GD − f_lin‖ / ‖f_lin − f₀‖")
-    axes[1].loglog(p10.WIDTHS, [g["gap/64"] * (64 / n) ** 0.5 for n in p10.WIDTHS], "k:", label="∝ 1/√n")
-    axes[1].set(xlabel="width n", title="trained non-linear vs linearised")
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), layout="constrained")
+    axes[0].semilogx(p10.WIDTHS, [w[f"kernel_var_x_width/{n}"] for n in p10.WIDTHS], "o-")
+    axes[0].set(xlabel="width n", ylabel="Var[kernel noise] · n (mean over x)",
+                title=f"kernel noise ∝ 1/n ({w['members']} antithetic members)")
+    axes[1].semilogx(p10.WIDTHS, [w[f"init_var_error/{n}"] for n in p10.WIDTHS], "s-", color="C1")
+    axes[1].set(xlabel="width n", ylabel="|Var[init noise] / infinite-width − 1|",
+                title="init noise → the NNGP/NTK formula")
+    axes[2].loglog(p10.WIDTHS, [g[f"gap/{n}"] for n in p10.WIDTHS], "o-", label="‖f_GD − f_lin‖ / ‖f_lin − f₀‖")
+    axes[2].loglog(p10.WIDTHS, [g["gap/64"] * (64 / n) ** 0.5 for n in p10.WIDTHS], "k:", label="∝ 1/√n")
+    axes[2].set(xlabel="width n", ylabel="relative distance", title="trained non-linear vs linearised")
+    axes[2].legend(loc="lower left")
     print("figure:", save_figure(fig, "10_ntk_widths.png"))
 
 # %% [markdown]

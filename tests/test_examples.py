@@ -1,5 +1,7 @@
 """Every ``examples/*.py`` runs as a script in quick mode (TINYNIM_QUICK=1, Agg) on numpy,
-torch (CPU) and array_api_strict, saves its figures, and computes the same numbers on all three.
+torch (CPU) and array_api_strict, saves its figures, which must pass the readability checks of
+``tools/figures.py`` (labels, colorbars, legends off the data, no twin axes, no tiny or
+overlapping text), and computes the same numbers on all three.
 
 A crash, a failed assertion inside an example (they check their own claims) or any other
 non-zero exit fails the test. New examples are picked up by the glob; the only convention
@@ -32,11 +34,16 @@ EXAMPLES = sorted((ROOT / "examples").glob("[0-9]*.py"))
 BACKENDS = ("numpy", "torch", "array_api_strict")
 RTOL_STRICT, RTOL_TORCH, ATOL = 1e-12, 2e-3, 1e-9
 
-# Run the script as __main__, then write its `measured` numbers, flattened to "a/b/c" keys.
+# Run the script as __main__ with every saved figure checked (tools/figures.py prints a
+# "figure problem:" line per problem), then write its `measured` numbers, flattened to
+# "a/b/c" keys.
 RUNNER = """
 import json, runpy, sys
 import numpy as np
-script, out = sys.argv[1], sys.argv.pop(2)
+script, out, tools = sys.argv[1], sys.argv.pop(2), sys.argv.pop(2)
+sys.path.insert(0, tools)
+import figures
+figures.check_on_save()
 g = runpy.run_path(script, run_name="__main__")
 def flat(prefix, v, acc):
     if isinstance(v, dict):
@@ -60,11 +67,13 @@ def run_example(path, backend, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINYNIM_")}
     env.update(TINYNIM_QUICK="1", TINYNIM_BACKEND=backend, TINYNIM_FIGURES=str(figures), MPLBACKEND="Agg",
                PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(path), str(out)], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=900)
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(path), str(out), str(ROOT / "tools")],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, (f"{path.name} on {backend} exited with {proc.returncode}\n"
                                   f"--- stdout (tail) ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-5000:]}")
     assert list(figures.glob("*.png")), f"{path.name} on {backend} saved no figure"
+    problems = [line for line in proc.stdout.splitlines() if line.startswith("figure problem:")]
+    assert not problems, f"{path.name} on {backend}: figures hard to read (tools/figures.py):\n" + "\n".join(problems)
     return json.loads(out.read_text())
 
 
