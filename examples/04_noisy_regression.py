@@ -179,15 +179,16 @@ if plt is not None and not PAPER:
     base = measured["baselines"]
     curves = {"FULL": ["one_layer", "full2"], "GD++": ["gdpp2", "gdpp3", "gdpp4"], "DIAG": ["diag2", "diag3", "diag4"]}
     depth = lambda name: results[name].model.n_layers
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5), layout="constrained")
     for (label, names), color in zip(curves.items(), ["C0", "C1", "C2"]):
         xs = [1] + [depth(n) for n in names] if label != "FULL" else [depth(n) for n in names]
         ys = ([measured["one_layer"]["adjusted"]] if label != "FULL" else []) + [measured[n]["adjusted"] for n in names]
         axes[0].plot(xs, ys, "o-", color=color, label=label)
     for k, ls in zip(("gd1", "constrr", "adarr", "tunedrr"), [":", "--", "-.", (0, (1, 3))]):
         axes[0].axhline(base[k], color="gray", ls=ls, lw=1, label=k)
-    axes[0].set(xlabel="layers", ylabel="adjusted loss", yscale="log", title="σ_max = 5: adjusted loss vs depth")
-    axes[0].legend(fontsize=7)
+    axes[0].set(xlabel="layers", ylabel="adjusted loss (½-MSE − oracle ridge's)", yscale="log",
+                title="σ_max = 5: adjusted loss vs depth")
+    axes[0].legend(loc="upper left", bbox_to_anchor=(0, -0.16), ncol=4)
 
     s = to_numpy(ev.sigma)
     edges = np.linspace(0, 5, 11)
@@ -202,9 +203,9 @@ if plt is not None and not PAPER:
     lam = ev.tune("constrr")[0]["lam"]
     axes[1].plot(mids, per_bin(nr.ridge(ev.spec, lam)), "k--", lw=1, label="ConstRR")
     axes[1].plot(mids, per_bin(nr.adaptive_ridge(ev.spec)), "k-.", lw=1, label="AdaRR")
-    axes[1].set(xlabel="σ_τ of the sequence", ylabel="adjusted loss", yscale="log",
+    axes[1].set(xlabel="σ_τ of the sequence", ylabel="adjusted loss (½-MSE − oracle ridge's)", yscale="log",
                 title="adjusted loss vs noise level")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(loc="upper left", bbox_to_anchor=(0, -0.16), ncol=3)
 
     w = nr.omegas(results["diag4"].model, results["diag4"].params)
     scales = results["diag4"].model.lsa.scales
@@ -212,8 +213,7 @@ if plt is not None and not PAPER:
         axes[2].plot(range(1, len(w) + 1), w[:, j] / scales[t], "o-", label=f"θ_{t} = ω_{t} / scale")
     axes[2].axhline(0, color="gray", lw=0.5)
     axes[2].set(xlabel="layer", ylabel="θ (scaled ω)", title="trained 4-layer DIAG: per-layer ω's")
-    axes[2].legend(fontsize=7)
-    fig.tight_layout()
+    axes[2].legend(loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2)
     print("figure:", save_figure(fig, "04_noisy_regression.png"))
 
 # %% [markdown]
