@@ -106,7 +106,7 @@ for name, run in memory_runs.items():
 # %%
 plt = pyplot()
 if plt is not None:
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6), layout="constrained")
     ax = axes[0]
     finite = [q for q in qs if math.isfinite(q)]
     for name in curves:
@@ -120,14 +120,15 @@ if plt is not None:
     ax.bar(x + 0.2, [measured[n]["mean_recall"] for n in names], 0.4, label="average over items")
     ax.axhline(M / N, color="k", ls="--", lw=1, label="randomized optimum M/N")
     ax.set_xticks(x, ["q=16, m=16", "q=1 (ERM)", "m=1"])
-    ax.set(ylabel="recall (10⁴ fresh seeds)", title="trained policies")
-    ax.legend(fontsize=8)
+    ax.set(xlabel="training objective (q) and storage (m)", ylabel="recall (10⁴ fresh seeds)",
+           title="trained policies")
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.16))
     ax = axes[2]
     r = RNG(np.random.default_rng(5)).normal((40, 8))
     kept = to_numpy(ra.stored(policies["memory_q16_m16"], r, M))
-    ax.imshow(kept.T, cmap="Greys", aspect="auto")
+    im = ax.imshow(kept.T, cmap="Greys", aspect="auto", vmin=0, vmax=1)
     ax.set(xlabel="fresh seed", ylabel="item", title="what the (16, 16) policy stores")
-    fig.tight_layout()
+    fig.colorbar(im, ax=ax, ticks=[0, 1], label="stored (1) or not (0)")
     print("saved", save_figure(fig, "08_memory_game.png"))
 
 # %% [markdown]
@@ -151,15 +152,14 @@ measured["amplification"] = ra.measure("amplification")
 for k, mu in zip(ks, measured_union):
     print(f"k = {k}: worst item kept in ≥ 1 of k runs {mu:.3f}   1 − (1 − p)^k = {float(ra.repeat_until_verified(p_i[worst], k)):.3f}")
 if plt is not None:
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(6, 4.8), layout="constrained")
     kk = np.arange(1, 16)
     for p in (0.4, 0.6, 0.75):
         ax.plot(kk, [ra.majority_vote(p, int(k)) for k in kk], "-", label=f"majority, p = {p}")
     ax.plot(kk, [ra.repeat_until_verified(p_i[worst], int(k)) for k in kk], "k--", label=f"verified, p = {p_i[worst]:.3f} (formula)")
     ax.plot(ks, measured_union, "ko", label="trained policy, worst item (measured)")
     ax.set(xlabel="runs k", ylabel="success probability", title="amplification by repetition")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2)
     print("saved", save_figure(fig, "08_amplification.png"))
 
 # %% [markdown]
@@ -179,7 +179,7 @@ for name in ("colour_cycle", "colour_circulant", "colour_no_noise"):
     print(f"{name:17s} expected conflicts/edge {m['expected_conflicts']:.4f} (floor {m['floor']:.4f})  "
           f"valid {m['valid_rate']:.3f}  best-of-8 {m['best_of_8']:.3f} (formula {m['best_of_8_formula']:.3f})")
 if plt is not None:
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(6, 4.8), layout="constrained")
     ks_c = [1, 2, 4, 8]
     for name, style in (("colour_cycle", "o"), ("colour_circulant", "s"), ("colour_no_noise", "^")):
         m = measured[name]
@@ -188,8 +188,7 @@ if plt is not None:
     ax.set_xticks(ks_c, [str(k) for k in ks_c])
     ax.set(xscale="log", xlabel="colourings drawn k", ylabel="P(a valid one among k)",
            title="colouring: repetition with a validity check (dotted: formula)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.16))
     print("saved", save_figure(fig, "08_colouring.png"))
 
 # %% [markdown]
