@@ -218,3 +218,25 @@ def test_rotate_is_counter_clockwise(degrees):
     pts = np.random.default_rng(0).standard_normal((5, 2))
     z = (pts[:, 0] + 1j * pts[:, 1]) * np.exp(1j * math.radians(degrees))
     assert_close(nt.rotate(pts, degrees), np.stack([z.real, z.imag], axis=1), 1e-14, "rotate")
+
+
+def test_centred_variance_is_the_kernel_variance(f64):
+    """Centring removes the init term and keeps the NTK, so the centred ensemble's variance is
+    the kernel-noise variance of the antithetic ensemble at every input (float64, 1e-10)."""
+    d = nt.toy_data(0, n_test=5)
+    v = nt.variance_sources(d, nt.evaluation_inputs(d), 32, 4, 0)
+    assert np.all(v["kernel"] > 0) and np.all(v["init"] > 0)
+    assert_close(v["centred"], v["kernel"], 1e-10, "centred vs kernel variance")
+
+
+def test_ood_auroc_compares_each_test_set_with_the_in_distribution_one(monkeypatch):
+    """On given variances (100 in-distribution points, then 100 far, then 100 rotated): AUROC
+    by counting pairs, per source and OOD set."""
+    v_id, v_far, v_rot = np.arange(100.0), np.arange(100.0) + 95.0, np.arange(100.0)[::-1] - 10.0
+    given_v = {"init": np.concatenate([v_id, v_far, v_rot]), "kernel": np.concatenate([v_id, v_rot, v_far])}
+    monkeypatch.setattr(nt, "variance_sources", lambda *a, **k: given_v)
+    pairs = lambda a, b: (np.sum(b[None, :] > a[:, None]) + 0.5 * np.sum(b[None, :] == a[:, None])) / (a.size * b.size)
+    m = nt.ood_auroc(quick_mode=True)
+    assert m["auroc/init/far"] == pytest.approx(pairs(v_id, v_far)) and m["auroc/kernel/far"] == pytest.approx(pairs(v_id, v_rot))
+    assert m["auroc/init/rotated"] == pytest.approx(pairs(v_id, v_rot))
+    assert m["init_minus_kernel_far"] == pytest.approx(pairs(v_id, v_far) - pairs(v_id, v_rot))
