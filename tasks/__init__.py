@@ -13,7 +13,8 @@ nothing in ``tinynim/`` imports it. Each module listed in :data:`PAPERS` defines
 import importlib
 
 PAPERS = ("tasks.icl_regression", "tasks.mesa_optimization", "tasks.gated_rnn_attention",
-          "tasks.noisy_regression", "tasks.state_soup", "tasks.ntk_ensembles", "tasks.randomized_algorithms")
+          "tasks.noisy_regression", "tasks.state_soup", "tasks.modular_teacher", "tasks.ntk_ensembles",
+          "tasks.randomized_algorithms")
 
 
 def paper_modules():

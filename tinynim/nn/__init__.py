@@ -19,6 +19,7 @@ from tinynim.nn.linear_attention import LinearSelfAttention
 from tinynim.nn.mesa import MesaLayer, sherman_morrison_inverses
 from tinynim.nn.transformer import TransformerBlock
 from tinynim.nn.recurrent import GatedLinearRNN
+from tinynim.nn.hyper import HyperLinear, HyperMLP
 
 REGISTRY: dict[str, type] = collect_layers(__name__)
 
@@ -26,4 +27,4 @@ __all__ = ["Layer", "REGISTRY", "collect_layers", "Linear", "ACTIVATIONS", "GELU
            "Softplus", "Tanh", "Residual", "Sequential", "MLP", "LayerNorm", "Embedding",
            "SinusoidalPositional", "sinusoidal", "SoftmaxAttention", "LinearSelfAttention", "MesaLayer",
            "sherman_morrison_inverses",
-           "TransformerBlock", "GatedLinearRNN"]
+           "TransformerBlock", "GatedLinearRNN", "HyperLinear", "HyperMLP"]
