@@ -1,0 +1,107 @@
+# %% [markdown]
+# # 06 · Modular hypernetworks: identification and compositional generalisation
+#
+# Schug, Kobayashi, Akram, Wołczyk, Proca, von Oswald, Pascanu, Sacramento, Steger,
+# *Discovering modular solutions that generalize compositionally* (ICLR 2024, arXiv 2312.15001).
+# A task is a code z; its network's weights are W(z) = Σ_m z_m Θ_m, a linear hypernetwork
+# (`tinynim.nn.HyperLinear`). The teacher and the student are
+# f(x; z) = ReLU(x W(z)/√n) A/√h (`tinynim.nn.HyperMLP`); the student infers its own code ẑ
+# for each task by gradient descent, and is meta-learned so that it fits every training task.
+#
+# 1. **Identification ⇒ generalisation (exact).** A student equal to the teacher up to an
+#    invertible map F of the codes, a permutation and positive scales of the hidden units is
+#    exact on *every* code, also combinations never trained on (Theorem 2).
+# 2. **Connectivity is necessary (exact).** On a disconnected support a student can be exact
+#    on every training family and wrong on a code that mixes both sides (Appendix A.3).
+# 3. **Meta-learning finds the modules (trained).** On the connected ring support the
+#    meta-learned student generalises to the held-out pairs, its codes decode linearly to
+#    the teacher's, and its modules align with the teacher's.
+#
+# Our CPU scale (teacher n = 8, h = 4, o = 2, M = 6; student ĥ = 16, M̂ = 6; a pool of 8 tasks
+# per family with fresh inputs every step and warm-started codes) is our own setting; the
+# paper uses n = h = 16, 300 inner steps and 60k outer steps. Settings, experiments and
+# claims live in `tasks/modular_teacher.py`.
+#
+# Run: `python examples/06_modular_hypernetworks.py [--quick]` (or `TINYNIM_QUICK=1`). Any
+# `TINYNIM_BACKEND` (float64 throughout). Expected runtime on an idle 2-core CPU: about
+# 2 min (quick mode: about 20 s).
+
+# %%
+import dataclasses
+
+import numpy as np
+
+from tasks import modular_teacher as p6
+from tinynim import claims
+from tinynim.backend import asarray, get_backend, use_dtype
+from tinynim.experiment import pyplot, quick, save_figure, scaled
+from tinynim.random import RNG
+
+session = use_dtype("float64")
+session.__enter__()
+print(f"{get_backend()}{'; quick mode' if quick() else ''}")
+
+# %% [markdown]
+# ## 1 · The identified student and the counterexample
+# `construction_errors` builds both students on a random teacher and measures them.
+
+# %%
+constructions = p6.measure("constructions")
+for k, v in constructions.items():
+    print(f"{k:22s} {v:.3g}")
+
+# %% [markdown]
+# ## 2 · Supports
+# Families of codes (binary masks) and the two conditions of the theorem.
+
+# %%
+for name in ("ring", "triangles", "onehot", "counterexample", "bridged"):
+    m = p6.support(name)
+    print(f"{name:15s} families {len(m):2d}  compositional {p6.is_compositional(m)!s:5s}  "
+          f"connected {p6.is_connected(m)!s:5s}  tasks needed Σ(d_k + 1) = {p6.task_count(m)}")
+
+# %% [markdown]
+# ## 3 · Meta-learning on a connected and on disconnected supports
+# The same student, trained on the ring (connected), the two triangles and the single
+# modules (both disconnected). The OOD loss is measured on every held-out pair during
+# training, with codes re-inferred from the shared start. The theory guarantees
+# generalisation only for the connected support; it does not say that gradient descent
+# fails on the others, and at this scale it often does not (the disconnected runs are a
+# diagnostic, not a claim).
+
+# %%
+runs = {}
+for name in ("ring", "triangles", "onehot"):
+    exp = p6.EXPERIMENTS[name]
+    (net, tp), student, params, z0, history = p6.meta_train(exp, log=print, eval_every=scaled(exp.steps) // 5)
+    runs[name] = (p6.evaluate(exp, (net, tp), student, params, z0), history)
+    print(name, {k: round(v, 4) for k, v in runs[name][0].items()})
+
+# %%
+plt = pyplot()
+if plt is not None:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, (metrics, history) in runs.items():
+        ax1.semilogy(history["eval_step"], history["ood"], marker="o", label=name)
+    ax1.set(xlabel="outer step", ylabel="OOD relative loss", title="held-out pairs")
+    ax1.legend()
+    names = list(runs)
+    ax2.bar(np.arange(len(names)) - 0.2, [runs[n][0]["alignment"] for n in names], 0.4, label="module alignment")
+    ax2.bar(np.arange(len(names)) + 0.2, [runs[n][0]["r2"] for n in names], 0.4, label="decoding R²")
+    ax2.set(xticks=np.arange(len(names)), xticklabels=names, ylim=(0, 1.05))
+    ax2.legend(loc="lower right")
+    fig.tight_layout()
+    print("figure:", save_figure(fig, "06_modular_hypernetworks.png"))
+
+# %% [markdown]
+# ## 4 · The claims beside this run
+# Connected (ring) vs disconnected supports, as a diagnostic:
+
+# %%
+print("| support | connected | train | OOD | R² | alignment |\n|---|---|---|---|---|---|")
+for name, (m, _) in runs.items():
+    print(f"| {name} | {p6.is_connected(p6.support(name))} | {m['train']:.2g} | {m['ood']:.2g} | "
+          f"{m['r2']:.3f} | {m['alignment']:.3f} |")
+measured = {"constructions": constructions, "ring": runs["ring"][0]}
+print(claims.table(p6.CLAIMS, measured))
+claims.verify(p6.CLAIMS, measured, kinds=("exact",) if quick() else claims.KINDS)
