@@ -1,0 +1,116 @@
+"""P6 (arXiv:2312.15001): one outer step of meta-learning on the modular teacher, inner loop included.
+
+The theory setting of ``tasks.modular_teacher``: student f(x; ẑ) = ReLU(x W(ẑ)/√n) A/√h with
+W(ẑ) = Σ_m ẑ_m Θ_m (n = 8, ĥ = 16, M̂ = 6, o = 2), T = 64 tasks × B = 256 samples against fixed
+random targets, float32. A step: K = 50 Adam steps (lr 0.03) on all 64 codes from one shared
+start (the inner loop), then the first-order outer gradient ∂_θ L at the inferred codes.
+
+* tinynim: ``infer_codes`` and ``outer_gradient`` (the hand-derived HyperMLP backward, every
+  task in one batched matmul per step);
+* torch: the same forward, ``torch.autograd.grad`` w.r.t. the codes at every inner step, a
+  hand-written Adam, then autograd w.r.t. (Θ, A) at the detached codes;
+* JAX: ``jit`` of the whole step, ``vmap`` of the per-task loss's ``grad`` over tasks and
+  ``lax.scan`` over the inner steps.
+
+    python -m benchmarks.run --only modular
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from benchmarks.common import Case, f32, host_flat
+
+T, B, N_IN, H, M, O = 64, 256, 8, 16, 6, 2
+K, LR, B1, B2, EPS = 50, 0.03, 0.9, 0.999, 1e-8
+
+
+def _problem():
+    from tasks.modular_teacher import network
+    from tinynim.random import RNG
+    net = network(M, N_IN, H, O)
+    params = net.init(RNG(0), dtype="float32")
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-math.sqrt(3), math.sqrt(3), (T, B, N_IN))
+    return net, params, f32(x), f32(rng.standard_normal((T, B, O))), f32(rng.standard_normal(M))
+
+
+def _forward(xp_relu, Theta, A, x, z):
+    """f(x; z) for tasks (T, B, n) with codes (T, M), in any library with `@`."""
+    W = (z @ Theta.reshape(M, N_IN * H)).reshape(-1, N_IN, H)
+    return xp_relu(x @ W / math.sqrt(N_IN)) @ A / math.sqrt(H)
+
+
+def _adam(z, g, m, v, t):
+    """One Adam step (bias-corrected, as tinynim.optim.Adam) on any array type."""
+    m = B1 * m + (1 - B1) * g
+    v = B2 * v + (1 - B2) * g * g
+    return z - (LR / (1 - B1 ** t)) * m / ((v ** 0.5) / (1 - B2 ** t) ** 0.5 + EPS), m, v
+
+
+def _setup(impl):
+    net, params, x, y, z0 = _problem()
+    if impl == "tinynim":
+        from tasks.modular_teacher import infer_codes, outer_gradient
+        from tinynim.backend import asarray
+        xs, ys, zs = asarray(x, "float32"), asarray(y, "float32"), asarray(z0, "float32")
+
+        def step():
+            z, _ = infer_codes(net, params, xs, ys, zs, K, LR)
+            return outer_gradient(net, params, xs, z, ys)
+        return step
+    flat = {k: f32(v) for k, v in host_flat(params).items()}
+    if impl == "torch":
+        import torch
+        Theta = torch.tensor(flat["0/Theta"], requires_grad=True)
+        A = torch.tensor(flat["1/W"], requires_grad=True)
+        xt, yt, zt = (torch.as_tensor(a) for a in (x, y, z0))
+
+        def task_loss_sum(Th, A_, z):
+            return 0.5 * ((_forward(torch.relu, Th, A_, xt, z) - yt) ** 2).mean(dim=(1, 2)).sum()
+
+        def step():
+            z = zt.expand(T, M).clone()
+            m, v = torch.zeros_like(z), torch.zeros_like(z)
+            with torch.no_grad():
+                Th_, A_ = Theta.detach(), A.detach()
+            for t in range(1, K + 1):
+                z.requires_grad_(True)
+                (g,) = torch.autograd.grad(task_loss_sum(Th_, A_, z), [z])
+                with torch.no_grad():
+                    z, m, v = _adam(z.detach(), g, m, v, t)
+            loss = task_loss_sum(Theta, A, z.detach()) / T
+            gTh, gA = torch.autograd.grad(loss, [Theta, A])
+            return loss.detach(), {"0/Theta": gTh, "1/W": gA}
+        return step
+    if impl == "jax":
+        import jax
+        import jax.numpy as jnp
+        p = {k: jnp.asarray(v) for k, v in flat.items()}
+        xj, yj, zj = (jnp.asarray(a) for a in (x, y, z0))
+
+        def one_task(Th, A_, x1, y1, z1):
+            out = _forward(jax.nn.relu, Th, A_, x1[None], z1[None])[0]
+            return 0.5 * ((out - y1) ** 2).mean()
+
+        dz = jax.vmap(jax.grad(one_task, argnums=4), in_axes=(None, None, 0, 0, 0))
+        per_task = jax.vmap(one_task, in_axes=(None, None, 0, 0, 0))
+
+        def outer(p, x_, y_, z_start):
+            def inner(carry, t):
+                z, m, v = carry
+                z, m, v = _adam(z, dz(p["0/Theta"], p["1/W"], x_, y_, z), m, v, t)
+                return (z, m, v), None
+            z = jnp.broadcast_to(z_start, (T, M))
+            (z, _, _), _ = jax.lax.scan(inner, (z, jnp.zeros_like(z), jnp.zeros_like(z)),
+                                        jnp.arange(1, K + 1, dtype=jnp.float32))
+            z = jax.lax.stop_gradient(z)
+            return jax.value_and_grad(lambda q: per_task(q["0/Theta"], q["1/W"], x_, y_, z).mean())(p)
+        f = jax.jit(outer)
+        return lambda: f(p, xj, yj, zj)
+    raise ValueError(impl)
+
+
+CASES = [Case("MetaStep", _setup, info=f"T={T} tasks × B={B}, n={N_IN}, ĥ={H}, M̂={M}; {K} inner Adam steps on "
+                                       f"the codes + first-order outer gradient")]
