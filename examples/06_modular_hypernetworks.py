@@ -84,12 +84,13 @@ if plt is not None:
     for name, (metrics, history) in runs.items():
         ax1.semilogy(history["eval_step"], history["ood"], marker="o", label=name)
     ax1.set(xlabel="outer step", ylabel="OOD relative loss", title="held-out pairs")
-    ax1.legend()
     names = list(runs)
     ax2.bar(np.arange(len(names)) - 0.2, [runs[n][0]["alignment"] for n in names], 0.4, label="module alignment")
     ax2.bar(np.arange(len(names)) + 0.2, [runs[n][0]["r2"] for n in names], 0.4, label="decoding R²")
-    ax2.set(xticks=np.arange(len(names)), xticklabels=names, ylim=(0, 1.05))
-    ax2.legend(loc="lower right")
+    ax2.set(xticks=np.arange(len(names)), xticklabels=names, ylim=(0, 1.05), xlabel="training support",
+            ylabel="score (1 = identified)", title="after training")
+    for ax in (ax1, ax2):
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     fig.tight_layout()
     print("figure:", save_figure(fig, "06_modular_hypernetworks.png"))
 
