@@ -10,7 +10,8 @@ fails with that single-line bug and passes on the correct code.
   ``tests/test_routes.py::test_softmax_unmasked_fast_path_equals_masked_path``;
 * found by the harness: an output-gate index ``g0 − a·d_k + b`` instead of ``g0 + a·d_k + b``
   in ``gated_rnn_from_attention`` (a permutation within one head, a collision across heads
-  when d_v ≥ 2).
+  when d_v ≥ 2);
+* init scales (the documented LeCun-normal standard deviations) and fit's history timing.
 """
 import numpy as np
 import pytest
@@ -126,3 +127,49 @@ def test_ablation_is_the_loss_rise_per_silenced_neuron(f64):
     assert rises.shape == (5,)
     np.testing.assert_allclose(rises, want, rtol=1e-12, atol=1e-15)
     assert np.abs(rises).max() > 0
+
+
+def _std_within(a, want, rel=0.05):
+    """Sample std of ≥ 10⁴ draws within 5 % of `want` (its relative standard error is
+    1/√(2n) ≤ 0.7 %: 5 % is beyond 7σ)."""
+    a = host(a).ravel()
+    assert a.size >= 10_000 and abs(np.std(a) / want - 1) < rel, (np.std(a), want)
+
+
+def test_init_scales_are_the_documented_ones(f64):
+    """LeCun-normal weights: Linear W ~ N(0, 1/d_in), b = 0; SoftmaxAttention's four
+    matrices ~ N(0, 1/d_model); GatedLinearRNN: input gates 1/√(d_in + 1), output gates
+    1/√N, readout 0.1/√M, λ = σ(U(−2, 2))."""
+    from tinynim.nn import Linear, SoftmaxAttention
+    lin = Linear(400, 50).init(RNG(0))
+    _std_within(lin["W"], 1 / 20)
+    assert np.all(host(lin["b"]) == 0)
+    for W in SoftmaxAttention(144, 4).init(RNG(1)).values():
+        _std_within(W, 1 / 12)
+    rnn = GatedLinearRNN(99, 100, 150, n_out_gates=100)
+    p = rnn.init(RNG(2))
+    for key, want in [("Wx_in", 0.1), ("Wg_in", 0.1), ("Wx_out", 0.1), ("Wg_out", 0.1), ("D", 0.01)]:
+        _std_within(p[key], want)
+    lam = host(rnn.decay(p))
+    nu = np.log(lam / (1 - lam))
+    assert -2 < nu.min() < -1.6 and 1.6 < nu.max() < 2 and abs(nu.mean()) < 0.35   # 100 draws of U(−2, 2)
+
+
+def test_fit_history_time_is_elapsed_seconds(f64):
+    """history["time"] holds the seconds since the run began: non-decreasing, within the
+    wall-clock time of the call; each log line's ms/step is within [0, that time / steps]."""
+    import re
+    import time
+    from tinynim.optim import SGD
+    from tinynim.train import fit
+    lines = []
+    loss_and_grads = lambda p, batch, step: (float(host(p["w"]) @ host(p["w"])), {"w": 2 * p["w"]})
+    t0 = time.perf_counter()
+    _, history = fit(loss_and_grads, {"w": asarray(np.ones(3))}, SGD(0.1), steps=20, log_every=5,
+                     log=lines.append)
+    elapsed = time.perf_counter() - t0
+    times = history["time"]
+    assert len(times) == 20 and 0 <= times[0] and all(a <= b for a, b in zip(times, times[1:]))
+    assert times[-1] <= elapsed
+    ms = [float(m) for m in re.findall(r"([0-9.]+) ms/step", "\n".join(lines))]
+    assert len(ms) == 4 and all(0 <= v <= 1e3 * elapsed / 5 for v in ms)
