@@ -14,7 +14,7 @@ import importlib
 
 PAPERS = ("tasks.icl_regression", "tasks.mesa_optimization", "tasks.gated_rnn_attention",
           "tasks.noisy_regression", "tasks.state_soup", "tasks.modular_teacher", "tasks.ntk_ensembles",
-          "tasks.randomized_algorithms", "tasks.compositional_icl")
+          "tasks.randomized_algorithms", "tasks.compositional_icl", "tasks.learning_aware_pg")
 
 
 def paper_modules():
