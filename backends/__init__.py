@@ -2,13 +2,14 @@
 
 An adapter is the *only* place that knows which library holds the arrays. It gives
 
-    name            "numpy" | "torch" | "cupy" | "array_api_strict"
+    name            "numpy" | "torch" | "cupy" | "array_api_strict" | "jax"
     xp              the Array-API namespace (through array-api-compat where needed)
     device          where new arrays are created
     dtype           the default floating dtype name ("float32", "float64")
     asarray(a, dtype=None)   host numpy array -> backend array on `device`
     to_numpy(x)              backend array -> host numpy array
-    synchronize()            wait for queued device work (no-op on CPU)
+    synchronize(*arrays)     wait for queued device work (no-op on CPU); on jax, which
+                             dispatches asynchronously, for the given arrays
 
 Compute code never consults the adapter: it takes its namespace from its inputs. Only
 creation (parameter init, data) does, through :mod:`tinynim.backend`.
@@ -20,12 +21,13 @@ import importlib
 import numpy as np
 
 TINYNIM_BACKENDS = True        # marks this package as tinynim's (see tinynim/backend.py)
-NAMES = ("numpy", "torch", "cupy", "array_api_strict")
+NAMES = ("numpy", "torch", "cupy", "array_api_strict", "jax")
 INSTALL = {
     "numpy": "pip install numpy",
     "torch": 'pip install -e ".[torch]"  (or, CPU only: pip install torch==2.13.0)',
     "cupy": 'pip install -e ".[cupy]"  (needs an NVIDIA GPU and CUDA 12)',
     "array_api_strict": 'pip install -e ".[test]"  (or: pip install array-api-strict)',
+    "jax": 'pip install -e ".[jax]"  (or, CPU only: pip install jax)',
 }
 DTYPES = ("float32", "float64")
 
@@ -78,7 +80,7 @@ class Adapter:
     def to_numpy(self, x):
         return np.asarray(x)
 
-    def synchronize(self):
+    def synchronize(self, *arrays):
         return None
 
 

@@ -12,7 +12,7 @@ class CupyAdapter(Adapter):
     def to_numpy(self, x):
         return self._cupy.asnumpy(x)
 
-    def synchronize(self):
+    def synchronize(self, *arrays):
         self._cupy.cuda.Device(self.device).synchronize()
 
 

@@ -14,7 +14,7 @@ class TorchAdapter(Adapter):
     def to_numpy(self, x):
         return x.detach().cpu().numpy()
 
-    def synchronize(self):
+    def synchronize(self, *arrays):
         if self.device.type == "cuda":
             self._torch.cuda.synchronize(self.device)
 

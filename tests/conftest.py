@@ -2,8 +2,10 @@
 
 * ``backend``: parametrised over every usable backend, activated with float64 inside the
   test: numpy and array_api_strict always (the latter also on its second device,
-  ``device1``, which catches arrays created on the default device), torch (CPU) when
-  installed, cupy and torch-cuda marked ``gpu`` and skipped when no GPU is present.
+  ``device1``, which catches arrays created on the default device), torch (CPU) and jax
+  (CPU) when installed (a skipped parameter when not), cupy, torch-cuda and jax-gpu marked
+  ``gpu`` and skipped when no GPU is present. On jax a property test runs only its first
+  ``JAX_EXAMPLES`` examples (see below).
 * ``xp``: that backend's Array-API namespace.
 * Hypothesis profiles: ``dev`` (default, quick), ``ci`` (derandomized, no deadline),
   ``thorough`` (many examples). Select with ``HYPOTHESIS_PROFILE=ci``.
@@ -38,16 +40,16 @@ def _usable(name, device=None):
         return False
 
 
-CPU = [("numpy", None), ("array_api_strict", None), ("array_api_strict", "device1"), ("torch", None)]
-GPU = [("cupy", None), ("torch", "cuda:0")]
+CPU = [("numpy", None), ("array_api_strict", None), ("array_api_strict", "device1")]
+OPTIONAL_CPU = [("torch", "cpu"), ("jax", "cpu")]         # extras; CI installs them
+GPU = [("cupy", None), ("torch", "cuda:0"), ("jax", "gpu:0")]
 
 
 def _params():
-    out = []
-    for name, device in CPU:
-        if name == "torch" and not _usable("torch"):
-            continue                      # torch is an optional extra; CI installs it
-        out.append(pytest.param((name, device), id=f"{name}-{device}" if device else name))
+    out = [pytest.param((name, device), id=f"{name}-{device}" if device else name) for name, device in CPU]
+    for name, device in OPTIONAL_CPU:
+        mark = pytest.mark.skipif(not _usable(name, device), reason=f"{name} is not installed")
+        out.append(pytest.param((name, device), id=name, marks=mark))
     for name, device in GPU:
         marks = [pytest.mark.gpu, pytest.mark.skipif(not _usable(name, device), reason=f"no GPU for {name}")]
         out.append(pytest.param((name, device), id=f"{name}-cuda" if device else name, marks=marks))
@@ -56,12 +58,28 @@ def _params():
 
 BACKEND_PARAMS = _params()
 
+# Eager JAX compiles every primitive anew for every new shape (about 0.1 s each on a 2-core
+# machine), so one hypothesis example costs ~80x numpy's on jax. The jax parameter checks that
+# the code runs on jax; the maths is checked on the other backends with the full
+# profile. So on jax each property runs its first JAX_EXAMPLES examples (the same ones every
+# run under the derandomized `ci` profile). Hypothesis reads a test's settings when the test
+# is called, after this fixture is set up, from the attribute @given puts on the function.
+JAX_EXAMPLES = 3
+
 
 @pytest.fixture(params=BACKEND_PARAMS)
 def backend(request):
     name, device = request.param
-    with use_backend(name, device=device, dtype="float64") as adapter:
-        yield adapter
+    fn = request.function
+    full = getattr(fn, "_hypothesis_internal_use_settings", None)
+    if name == "jax" and full is not None:
+        fn._hypothesis_internal_use_settings = settings(full, max_examples=min(full.max_examples, JAX_EXAMPLES))
+    try:
+        with use_backend(name, device=device, dtype="float64") as adapter:
+            yield adapter
+    finally:
+        if full is not None:
+            fn._hypothesis_internal_use_settings = full
 
 
 @pytest.fixture

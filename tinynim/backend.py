@@ -1,6 +1,6 @@
 """The active backend: read from the environment, overridable in a ``with`` block.
 
-    TINYNIM_BACKEND   numpy (default) | torch | cupy | array_api_strict
+    TINYNIM_BACKEND   numpy (default) | torch | cupy | array_api_strict | jax
     TINYNIM_DEVICE    e.g. cpu, cuda:0 (default: the backend's default device)
     TINYNIM_DTYPE     float32 (default) | float64
 
@@ -105,13 +105,15 @@ def zeros(shape, dtype=None, backend=None):
 
 
 def to_numpy(x) -> np.ndarray:
-    """Any supported array (numpy, torch, cupy, array-api-strict) -> a host numpy array."""
+    """Any supported array (numpy, torch, cupy, array-api-strict, jax) -> a host numpy array."""
     if isinstance(x, np.ndarray) or np.isscalar(x):
         return np.asarray(x)
     if array_api_compat.is_torch_array(x):
         return x.detach().cpu().numpy()
     if array_api_compat.is_cupy_array(x):
         return x.get()
+    if array_api_compat.is_jax_array(x):
+        return np.asarray(x)
     return np.from_dlpack(x)
 
 
