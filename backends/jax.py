@@ -18,7 +18,7 @@ Setting ``JAX_ENABLE_X64=1`` in the environment (JAX's own switch) also works.
 """
 import numpy as np
 
-from backends import Adapter, BackendError, missing
+from backends import Adapter, BackendError, missing, named
 
 
 class JaxAdapter(Adapter):
@@ -37,34 +37,35 @@ class JaxAdapter(Adapter):
         self._jax.block_until_ready(arrays)
 
 
-def _device(jax, device):
-    """TINYNIM_DEVICE -> a jax Device: None (JAX's default), cpu[:N], cuda[:N] or gpu[:N]."""
+def _device(jax, device, sources):
+    """The device setting -> a jax Device: None (JAX's default), cpu[:N], cuda[:N] or gpu[:N]."""
     if device is None:
         return jax.devices()[0]
+    setting = named("device", device, sources)
     platform, _, index = str(device).partition(":")
     if platform not in ("cpu", "cuda", "gpu") or not (index == "" or index.isdigit()):
-        raise BackendError(f"backend 'jax' needs TINYNIM_DEVICE like 'cpu', 'cuda:0' or 'gpu:0', got {device!r}")
+        raise BackendError(f"backend 'jax' needs a device like 'cpu', 'cuda:0' or 'gpu:0', got {setting}")
     try:
         found = jax.devices("cpu" if platform == "cpu" else "gpu")
     except RuntimeError as err:
         raise BackendError(
-            f"TINYNIM_DEVICE={device!r} asks for a GPU but jax {jax.__version__} sees none ({err}); "
-            "unset TINYNIM_DEVICE for the CPU, or install a CUDA build: pip install 'jax[cuda12]'") from err
+            f"{setting} asks for a GPU but jax {jax.__version__} sees none ({err}); use the CPU "
+            "(no device setting), or install a CUDA build: pip install 'jax[cuda12]'") from err
     n = int(index or 0)
     if n >= len(found):
-        raise BackendError(f"backend 'jax': device {device!r} requested but {len(found)} {platform} device(s) found")
+        raise BackendError(f"backend 'jax': {setting} requested but {len(found)} {platform} device(s) found")
     return found[n]
 
 
-def make(device=None, dtype="float32"):
+def make(device=None, dtype="float32", sources=None):
     try:
         import jax
         import jax.numpy as jnp
         from array_api_compat import array_namespace
     except ImportError as err:
         raise missing("jax", err) from err
+    adapter = JaxAdapter(array_namespace(jnp.zeros(0)), _device(jax, device, sources), dtype, sources)
+    adapter._jax = jax
     if dtype == "float64" and not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)               # see the module docstring
-    adapter = JaxAdapter(array_namespace(jnp.zeros(0)), _device(jax, device), dtype)
-    adapter._jax = jax
     return adapter

@@ -45,8 +45,8 @@ def test_synchronize_waits_for_the_given_arrays():
 
 
 @pytest.mark.parametrize("device, message", [
-    ("tpu:0", r"TINYNIM_DEVICE like 'cpu', 'cuda:0' or 'gpu:0', got 'tpu:0'"),
-    ("cpu:7", r"device 'cpu:7' requested but 1 cpu device\(s\) found"),
+    ("tpu:0", r"device like 'cpu', 'cuda:0' or 'gpu:0', got device 'tpu:0' \(use_backend argument\)"),
+    ("cpu:7", r"device 'cpu:7' \(use_backend argument\) requested but 1 cpu device\(s\) found"),
 ])
 def test_bad_device_is_a_clear_error(device, message):
     with pytest.raises(tinynim.BackendError, match=message):
@@ -60,6 +60,6 @@ def test_gpu_without_gpu_is_a_clear_error():
         pytest.skip("a GPU is present: the error path cannot be reached")
     except RuntimeError:
         pass
-    with pytest.raises(tinynim.BackendError, match=r"'cuda:0' asks for a GPU but jax .* sees none.*pip install"):
+    with pytest.raises(tinynim.BackendError, match=r"device 'cuda:0' \(use_backend argument\) asks for a GPU but jax .* sees none.*pip install"):
         with use_backend("jax", device="cuda:0"):
             pass
