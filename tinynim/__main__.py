@@ -48,7 +48,7 @@ from tinynim.nn.base import collect_layers
 MAX_COORDS = 64     # FD probes per array: enough to catch a wrong formula, fast for every layer
 EXAMPLE_SEED = 1234
 PERTURB = 0.5       # parameters: init + 0.5 · N(0, 1) · (each array's RMS, or 1 if it is zero)
-LIBRARIES = {"numpy": "numpy", "torch": "torch", "cupy": "cupy", "array_api_strict": "array_api_strict"}
+LIBRARIES = {"numpy": "numpy", "torch": "torch", "cupy": "cupy", "array_api_strict": "array_api_strict", "jax": "jax"}
 
 
 def _version(module: str) -> str:
