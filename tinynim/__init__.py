@@ -1,5 +1,5 @@
 """tinynim: a small deep-learning framework with hand-derived gradients, written once
-against the Python Array API (NumPy, CuPy, PyTorch, array-api-strict).
+against the Python Array API (NumPy, CuPy, PyTorch, JAX, array-api-strict).
 
 >>> import tinynim as tn
 >>> layer = tn.nn.Linear(3, 2)
@@ -23,8 +23,9 @@ from tinynim.analysis import jacobian, ntk
 from tinynim.checkpoint import CheckpointError
 from tinynim.optim import SGD, Adam
 from tinynim.train import NonFiniteError, fit
+from tinynim.compile import CompileWarning, compile                # noqa: A004 - tinynim.compile(step)
 
 __all__ = ["__version__", "BackendError", "asarray", "get_backend", "to_numpy", "use_backend",
            "RNG", "checkpoint", "es", "gradcheck", "losses", "nn", "optim", "train", "tree",
            "analysis", "claims", "experiment", "jacobian", "ntk", "threads",
-           "CheckpointError", "SGD", "Adam", "NonFiniteError", "fit"]
+           "CheckpointError", "SGD", "Adam", "NonFiniteError", "fit", "compile", "CompileWarning"]

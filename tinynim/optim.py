@@ -210,7 +210,7 @@ class Adam(Optimizer):
         self.check(grads, params)
         b1, b2, eps, wd = self.b1, self.b2, self.eps, self.weight_decay
         lr, t = self.lr_at(state["step"]), state["step"] + 1
-        c1, c2 = 1.0 - b1 ** t, math.sqrt(1.0 - b2 ** t)        # bias corrections
+        c1, c2 = 1.0 - b1 ** t, (1.0 - b2 ** t) ** 0.5           # bias corrections (t may be traced)
         grads = self.clip(grads)
         m = tree_map(lambda mi, g: b1 * mi + (1.0 - b1) * g, state["m"], grads)
         v = tree_map(lambda vi, g: b2 * vi + (1.0 - b2) * (g * g), state["v"], grads)

@@ -26,6 +26,13 @@ With `checkpoint_path`, params, optimiser state, step and history are saved ever
 `checkpoint_every` steps and at the end; ``resume=True`` continues from that checkpoint
 when it exists (with a batch source keyed by step, 2×50 resumed steps = 100 straight); a
 checkpoint beyond `steps` is an error, not a silent return of its later parameters.
+
+``compile=True`` runs forward, backward and update of each step as one compiled function
+(:func:`tinynim.compile`: ``jax.jit`` on the jax backend, ``torch.compile`` on torch; on
+other backends eagerly, with a :class:`tinynim.CompileWarning`). The step number then
+reaches `loss_and_grads` as a traced integer on jax: it must not branch on it in Python.
+The guards above work as without: the compiled function returns the gradients, which are
+checked before the updated parameters are adopted.
 """
 from __future__ import annotations
 
@@ -38,6 +45,7 @@ import array_api_compat
 
 from tinynim import checkpoint
 from tinynim.backend import namespace
+from tinynim.compile import compile as compile_step
 from tinynim.threads import limited
 from tinynim.tree import leaves_with_paths, tree_map
 
@@ -117,15 +125,35 @@ def supervised(model, loss=None, **forward_kw):
     return loss_and_grads
 
 
+def _training_step(loss_and_grads, optimizer):
+    """One pure step ``(params, state, batch, step) -> (params, state, loss, grads)``."""
+    def training_step(params, state, batch, step):
+        loss, grads = loss_and_grads(params, batch, step)
+        new_params, new_state = optimizer.update(grads, state, params)
+        return new_params, new_state, loss, grads
+    return training_step
+
+
+def _like_host(before, after):
+    """Python numbers of `before` (the optimiser's step count) stay Python numbers after a
+    compiled step returned them as 0-d arrays, so that checkpoints keep their layout."""
+    return tree_map(lambda b, a: type(b)(a) if isinstance(b, (int, float)) else a, before, after)
+
+
 @limited()
 def fit(loss_and_grads, params, optimizer, *, steps, data=None, log_every=100, log=print,
-        eval_fn=None, eval_every=None, checkpoint_path=None, checkpoint_every=None, resume=False):
+        eval_fn=None, eval_every=None, checkpoint_path=None, checkpoint_every=None, resume=False,
+        compile=False):
     """Train for `steps` optimiser updates: ``(params, history)`` (see the module docstring).
 
     loss_and_grads(params, batch, step) -> (loss, grads); data: a callable step -> batch,
     a fixed batch used at every step, or None. log: a callable taking one line, or None.
     Runs with TINYNIM_THREADS BLAS/torch threads, default one (:mod:`tinynim.threads`).
+    compile: compile each training step (module docstring).
     """
+    training_step = _training_step(loss_and_grads, optimizer)
+    if compile:
+        training_step = compile_step(training_step)
     history = {k: [] for k in BASE_KEYS}
     state, start = optimizer.init(params), 0
     if resume and checkpoint_path is not None and checkpoint.exists(checkpoint_path):
@@ -137,10 +165,10 @@ def fit(loss_and_grads, params, optimizer, *, steps, data=None, log_every=100, l
     window, t_window, eval_time = [], time.perf_counter(), 0.0
     for step in range(start, steps):
         batch = data(step) if callable(data) else data
-        loss, grads = loss_and_grads(params, batch, step)
+        new_params, new_state, loss, grads = training_step(params, state, batch, step)
         loss = float(loss)
         check_finite(loss, grads, step)
-        params, state = optimizer.update(grads, state, params)
+        params, state = new_params, _like_host(state, new_state) if compile else new_state
         done = step + 1
         if done == steps:                  # earlier updates are checked by the next step's guard
             bad = _non_finite_paths(params)
