@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.common import Case, host_flat, jax_step, torch_step
+from benchmarks.common import F32, Case, TinynimStep, host_flat, jax_step, torch_step
 from tinynim.backend import asarray
 from tinynim.losses import mse, softmax_cross_entropy
 from tinynim.nn.mlp import MLP
@@ -43,8 +43,7 @@ def mlp_setup(impl):
     if impl == "tinynim":
         x, y = asarray(x), asarray(y)
 
-        loss_and_grads = supervised(model, softmax_cross_entropy)
-        return lambda: loss_and_grads(params, (x, y), 0)
+        return TinynimStep(supervised(model, softmax_cross_entropy), params, (x, y))
     if impl == "torch":
         import torch
         return torch_step(lambda p, x, y: torch.nn.functional.cross_entropy(_mlp_logits(p, x, torch.relu, n), y),
@@ -112,8 +111,7 @@ def transformer_setup(impl):
     if impl == "tinynim":
         x, y = asarray(x), asarray(y)
 
-        loss_and_grads = supervised(block, mse)
-        return lambda: loss_and_grads(params, (x, y), 0)
+        return TinynimStep(supervised(block, mse), params, (x, y))
     # tinynim's mse: ½ Σ (out − y)² / B
     sq_err = lambda out, y: 0.5 * ((out - y) ** 2).sum() / out.shape[0]   # noqa: E731
     if impl == "torch":
@@ -123,8 +121,37 @@ def transformer_setup(impl):
     raise ValueError(impl)
 
 
+# -- textbook counts (benchmarks/common.py): 2 flops per multiply-add -------------------
+def _mlp_counts():
+    """Forward GEMMs B·Σ d_i d_(i+1) MACs; backward the same for dW plus dx for every layer
+    but the first. Bytes: x read, params read and grads written, each hidden activation
+    and the logits written in forward and read in backward."""
+    pairs = list(zip(MLP_SIZES, MLP_SIZES[1:]))
+    macs = MLP_B * (2 * sum(a * b for a, b in pairs) + sum(a * b for a, b in pairs[1:]))
+    n_params = sum(a * b + b for a, b in pairs)
+    return 2 * macs, F32 * (MLP_B * MLP_SIZES[0] + 2 * n_params + 2 * MLP_B * sum(MLP_SIZES[1:]))
+
+
+def _block_counts():
+    """Per token: Q, K, V and output projections 4d², MLP 2·d·d_mlp; per sequence and head
+    the T×T scores and their product with V, 2·T²·d_head each (the full square, as the
+    libraries compute it). Backward: twice the forward, minus dx of the first projections
+    (x is data). Bytes: x and y read, params read and grads written, kept activations
+    (LN outputs 2, q/k/v 3, attention output 1, residual 1, block output 1 per token and
+    feature, the T×T probabilities per head, MLP hidden before and after GELU) written and
+    read once."""
+    n, d, dh = TF_B * TF_T, TF_D, TF_D // TF_H
+    fwd = n * (4 * d * d + 2 * d * TF_MLP) + TF_B * TF_H * 2 * TF_T * TF_T * dh
+    macs = 3 * fwd - n * 3 * d * d
+    n_params = 4 * d * d + 2 * d * TF_MLP + TF_MLP + d + 4 * d
+    acts = n * (8 * d + 2 * TF_MLP) + TF_B * TF_H * TF_T * TF_T
+    return 2 * macs, F32 * (2 * n * d + 2 * n_params + 2 * acts)
+
+
 CASES = [
-    Case("MLP", mlp_setup, info=f"B={MLP_B}, sizes={MLP_SIZES}, ReLU, softmax CE"),
+    Case("MLP", mlp_setup, info=f"B={MLP_B}, sizes={MLP_SIZES}, ReLU, softmax CE",
+         flops=_mlp_counts()[0], bytes=_mlp_counts()[1], goal_vs_torch=1.0),
     Case("TransformerBlock", transformer_setup,
-         info=f"B={TF_B}, T={TF_T}, d={TF_D}, {TF_H} heads, d_mlp={TF_MLP}, causal, pre-LN, mse"),
+         info=f"B={TF_B}, T={TF_T}, d={TF_D}, {TF_H} heads, d_mlp={TF_MLP}, causal, pre-LN, mse",
+         flops=_block_counts()[0], bytes=_block_counts()[1], goal_vs_torch=1.0),
 ]

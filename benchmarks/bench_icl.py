@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.common import Case, f32, jax_step, torch_step
+from benchmarks.common import F32, Case, TinynimStep, f32, jax_step, torch_step
 
 D, N, B, STD = 11, 10, 2048, 0.2
 NAMES = ("Wq", "Wk", "Wv", "Wp")
@@ -53,10 +53,24 @@ def _setup(n_layers):
         params = {k: asarray(v[None]) for k, v in W.items()}           # one head: (1, D, D)
         t, y = asarray(tokens), asarray(targets)
 
-        loss_and_grads = supervised(model)
-        return lambda: loss_and_grads(params, (t, y), 0)
+        return TinynimStep(supervised(model), params, (t, y))
     return setup
 
 
-CASES = [Case("LSA-1layer", _setup(1), info=f"full form, d=N={N}, B={B}"),
-         Case("LSA-3shared", _setup(3), info=f"full form, 3 shared layers, d=N={N}, B={B}")]
+def _counts(n_layers):
+    """Textbook counts of the forward above, per layer and task: H Wq (N+1)·D², C Wk and
+    C Wv N·D² each, scores and their product with C Wv (N+1)·N·D each, the output
+    projection (N+1)·D²; backward twice that. Bytes: tokens and targets read, weights read
+    and gradients written, and per layer the six intermediate products written and read
+    once."""
+    T = N + 1
+    per_layer = 2 * T * D * D + 2 * N * D * D + 2 * T * N * D
+    acts = 2 * T * D + 2 * N * D + 2 * T * N
+    return 2 * 3 * B * n_layers * per_layer, F32 * (B * T * D + B + 2 * 4 * D * D + 2 * B * n_layers * acts)
+
+
+GOAL = 0.5          # issue 10: structure-aware cases at most half torch's time
+CASES = [Case("LSA-1layer", _setup(1), info=f"full form, d=N={N}, B={B}",
+              flops=_counts(1)[0], bytes=_counts(1)[1], goal_vs_torch=GOAL),
+         Case("LSA-3shared", _setup(3), info=f"full form, 3 shared layers, d=N={N}, B={B}",
+              flops=_counts(3)[0], bytes=_counts(3)[1], goal_vs_torch=GOAL)]

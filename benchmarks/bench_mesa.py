@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.common import Case, f32, host_flat, jax_step, torch_step
+from benchmarks.common import F32, Case, TinynimStep, f32, host_flat, jax_step, torch_step
 
 B, T, D, K = 64, 30, 16, 4
 
@@ -59,13 +59,8 @@ def setup(impl):
         return jax_step(_textbook_loss(jnp, lambda a: jnp.cumsum(a, axis=1)), host_flat(params), x, target)
     from tinynim.backend import asarray
     from tinynim.losses import mse
-    xs, ts = asarray(x), asarray(target)
-
-    def step():
-        out, cache = layer.forward(params, xs)
-        value, dout = mse(out, ts)
-        return value, layer.backward(params, cache, dout)[1]
-    return step
+    from tinynim.train import supervised
+    return TinynimStep(supervised(layer, mse), params, (asarray(x), asarray(target)))
 
 
 def _deep_textbook(xp, n_layers, n_heads, d):
@@ -99,10 +94,37 @@ def setup_deep(impl):
         import jax.numpy as jnp
         return jax_step(_deep_textbook(jnp, n_layers, n_heads, d), flat, tokens, target)
     params = [{k: asarray(v) for k, v in layer.items()} for layer in params]
-    step = supervised(model, p2.sequence_mse)
-    batch = (asarray(tokens), asarray(target))
-    return lambda: step(params, batch, 0)
+    return TinynimStep(supervised(model, p2.sequence_mse), params, (asarray(tokens), asarray(target)))
 
 
-CASES = [Case("Mesa", setup, info=f"1 head, B={B}, T={T}, D={D}, d_key={K}"),
-         Case("DeepLSA", setup_deep, info=f"3 causal LSA layers x 4 heads, d=4 (D=16), B={B}, T={T}")]
+def _mesa_counts():
+    """Textbook counts (benchmarks/common.py) of the mesa forward above: q, k, v 3·D·K MACs
+    per token, the prefix sum of k kᵀ K², a K×K solve per token ~K³/3 + K², the masked
+    scores and their product with v 2·T·K per token, the output D·K; backward twice the
+    forward. Bytes: x and target read, weights read and gradients written, and per token the
+    kept q, k, v, u, y (5K), H_t (K²), the output (D) and the T-long score row, written and
+    read once."""
+    n = B * T
+    macs = 3 * n * (3 * D * K + K * K + K ** 3 / 3 + K * K + 2 * T * K + D * K)
+    n_params = 4 * D * K + 1
+    acts = n * (5 * K + K * K + D + T)
+    return 2 * macs, F32 * (2 * n * D + 2 * n_params + 2 * acts)
+
+
+def _deep_counts(n_layers=3, n_heads=4, d=4):
+    """Per layer and head: q, k, v 3·D·K MACs per token (K = d = 4 here, D = 16), masked
+    scores and their product with v 2·T·K, output K·D; backward twice the forward. Bytes:
+    tokens and targets read, weights read and grads written, per layer the residual stream
+    and per head q, k, v, the score row and the head output, written and read once."""
+    n, k = B * T, d
+    macs = 3 * n * n_layers * n_heads * (3 * D * k + 2 * T * k + k * D)
+    n_params = n_layers * n_heads * 4 * D * k
+    acts = n * n_layers * (D + n_heads * (3 * k + T + k))
+    return 2 * macs, F32 * (n * (D + d) + 2 * n_params + 2 * acts)
+
+
+GOAL = 0.5          # issue 10: structure-aware cases (LSA, mesa) at most half torch's time
+CASES = [Case("Mesa", setup, info=f"1 head, B={B}, T={T}, D={D}, d_key={K}",
+              flops=_mesa_counts()[0], bytes=_mesa_counts()[1], goal_vs_torch=GOAL),
+         Case("DeepLSA", setup_deep, info=f"3 causal LSA layers x 4 heads, d=4 (D=16), B={B}, T={T}",
+              flops=_deep_counts()[0], bytes=_deep_counts()[1], goal_vs_torch=GOAL)]

@@ -1,23 +1,84 @@
-"""The benchmark twins compute the same thing: for every case, one step of the torch-autograd
-and JAX versions gives tinynim's loss and gradient norm (float32, relative 2e-3: sums in a
-different order agree to ~1e-6, while a missing term or a wrong scale is off by far more).
-No timing here: speed is measured by ``python -m benchmarks.run``, never in unit tests."""
+"""The benchmark runner, without timing anything (speed is measured by
+``python -m benchmarks.run``, never in unit tests):
+
+* every benchmark twin computes the same thing: one step of the torch-autograd, JAX and
+  compiled-tinynim versions gives eager tinynim's loss and gradient norm (float32, relative
+  2e-3: sums in a different order agree to ~1e-6, a missing term or a wrong scale is off by
+  far more);
+* the statistics of the report, on numbers worked out by hand;
+* the GPU plan runs on CPU stand-ins (``--dry-run``) and reaches every synchronisation point;
+* README's benchmark block is the one in the generated benchmarks/RESULTS.md.
+"""
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
-from benchmarks.common import REFERENCE, block, summary, unavailable
-from benchmarks.run import RTOL, float32_backend, load_cases
+from benchmarks import report
+from benchmarks.common import REFERENCE, unavailable
+from benchmarks.run import RTOL, load_cases, plan, prepare, why_not
 
 CASES = load_cases()
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_every_implementation_matches_tinynim(name):
     case = CASES[name]
-    impls = [impl for impl in case.impls if unavailable(impl) is None]
-    with float32_backend():
-        results = {impl: summary(block(case.setup(impl)())) for impl in impls}
-    ref_loss, ref_norm = results[REFERENCE]
-    for impl, (loss, norm) in results.items():
-        assert abs(loss - ref_loss) <= RTOL * abs(ref_loss), f"{name}: {impl} loss {loss} vs tinynim {ref_loss}"
-        assert abs(norm - ref_norm) <= RTOL * abs(ref_norm), f"{name}: {impl} grad norm {norm} vs {ref_norm}"
+    impls = [impl for impl in case.impls if why_not(case, impl) is None]
+    prepared = prepare(case, plan("cpu"), impls)
+    ref = prepared[REFERENCE]
+    for impl, res in prepared.items():
+        assert "skipped" not in res, f"{name}: {impl} skipped: {res.get('skipped')}"
+        assert abs(res["loss"] - ref["loss"]) <= RTOL * abs(ref["loss"]), f"{name}: {impl} loss"
+        assert abs(res["grad_norm"] - ref["grad_norm"]) <= RTOL * abs(ref["grad_norm"]), f"{name}: {impl} grad norm"
+
+
+def test_ratio_is_the_median_of_per_round_ratios():
+    """Round by round: 2/1, 4/1, 6/2 = 2, 4, 3 in run 1; 1/1, 9/3, 4/2 = 1, 3, 2 in run 2."""
+    results = {"tinynim": {"runs": [[2, 4, 6], [1, 9, 4]]}, "torch": {"runs": [[1, 1, 2], [1, 3, 2]]}}
+    r = report.ratio(results, "tinynim", "torch")
+    assert (r["median"], r["min"], r["max"]) == (2.5, 1, 4)         # pooled 1, 2, 2, 3, 3, 4
+    assert (r["run_min"], r["run_max"], r["runs"]) == (2, 3, 2)      # run medians 3 and 2
+    assert r["iqr"] == 3.0 - 2.0                                     # numpy's linear percentiles
+    assert report.ratio(results, "tinynim", "jax") is None
+    t = report.times(results["tinynim"])
+    assert t["median"] == 4.0 and t["iqr"] == 5.5 - 2.5
+
+
+def test_verdicts_and_roofline():
+    assert report.verdict({"median": 0.4, "run_max": 0.45}, 0.5) == "PASS"
+    assert report.verdict({"median": 0.4, "run_max": 0.6}, 0.5).startswith("PASS (borderline")
+    assert report.verdict({"median": 0.6, "run_max": 0.6}, 0.5) == "FAIL"
+    assert report.verdict(None, 0.5).startswith("n/a")
+    case = SimpleNamespace(flops=2e9, bytes=1e9)
+    # 2 GFLOP at 100 GFLOP/s = 20 ms; 1 GB at 10 GB/s = 100 ms: memory-bound, 100 ms
+    assert report.roofline_ms(case, {"gemm_gflops": 100.0, "bandwidth_gbs": 10.0}) == pytest.approx(100.0)
+
+
+@pytest.mark.slow
+def test_dry_run_exercises_the_gpu_plan_on_cpu():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--device", "cuda", "--dry-run",
+                           "--only", "foundation"], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| foundation/")]
+    runnable = [i for i in CASES["foundation/MLP"].impls if unavailable(i) is None]
+    assert len(rows) == 2 * len(runnable)
+    assert all("1 sync(s), ok" in row for row in rows)
+    expected = {"tinynim": "cupy.cuda.Device(0).synchronize()", "torch": "torch.cuda.synchronize('cuda:0')",
+                "jax": "jax.block_until_ready", "tinynim-jit": "jax.block_until_ready"}
+    for row in rows:
+        impl = row.split(" | ")[2]
+        assert expected[impl] in row and ("cuda:0" in row or "gpu" in row), row
+
+
+def test_readme_quotes_the_generated_results():
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    assert results.startswith("# Benchmark results\n\nGenerated by `python -m benchmarks.run ")
+    assert "--suite-repeats 3" in results.split("\n")[2]
+    block = report.extract_summary(results)
+    assert block in (ROOT / "README.md").read_text(), \
+        "README's benchmark block differs from benchmarks/RESULTS.md: run the runner with --update-readme"
