@@ -37,4 +37,5 @@ def assert_close(a, b, tol=1e-10, what=""):
 
 
 def host(x):
-    return np.asarray(to_numpy(x), dtype=np.float64)
+    """float64 numpy copy (writable: jax hands out read-only views, which torch warns about)."""
+    return np.array(to_numpy(x), dtype=np.float64)

@@ -87,3 +87,15 @@ def test_layernorm_huge_inputs_in_float32():
     assert out.dtype == np.float32
     np.testing.assert_allclose(host(out), want, rtol=1e-6, atol=1e-6)
     assert np.all(np.isfinite(host(dx)))
+
+
+@given(d=st.integers(1, 9), scale=st.sampled_from([1e-3, 1.0, 1e3]), seed=st.integers(0, 2**16))
+def test_direct_variance_equals_rescaled(f64, d, scale, seed):
+    """The NumPy fast path (σ² = mean(xc²) directly) gives the plain rescaled 1/σ to rounding
+    (1e-14 relative), and declines (None) when a row's mean square overflows."""
+    from array_api_compat import numpy as xp
+    layer = LayerNorm(d)
+    x = scale * RNG(seed).normal((3, 5, d), host=True)
+    xc = x - x.mean(-1, keepdims=True)
+    np.testing.assert_allclose(layer._inv_sigma_direct(xc), layer._inv_sigma(xp, xc), rtol=1e-14)
+    assert layer._inv_sigma_direct(np.array([[1e200, -1e200]])) is None

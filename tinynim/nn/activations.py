@@ -20,7 +20,7 @@ overflows either) and several times faster on NumPy: the layers use it; a test c
 both agree. The cubic is written x·x·x, since NumPy's ``x**3`` takes the slow general power
 path.
 
-Cache: ``ActivationCache(x, out)``.
+Cache: ``ActivationCache(x, out)`` (GELU: ``GELUCache(x, s)``, see :class:`GELU`).
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ class ActivationCache(NamedTuple):
 
 
 class Elementwise(Layer):
-    """Base class: a subclass gives ``f(xp, x)`` and ``df(xp, x, out)``; each subclass gets
+    """Base class: a subclass gives ``f(xp, x)`` and ``df(xp, x, out)`` (ReLU and GELU
+    override backward, and GELU forward, to spare passes over memory); each subclass gets
     one example route, "default", a small random input."""
 
     def __init_subclass__(cls, **kw):
@@ -83,10 +84,13 @@ class Elementwise(Layer):
 
 class ReLU(Elementwise):
     def f(self, xp, x):
-        return xp.maximum(x, xp.zeros_like(x))       # maximum propagates NaN
+        return xp.maximum(x, 0.0)                    # maximum propagates NaN
 
-    def df(self, xp, x, out):
-        return xp.astype(x > 0, x.dtype)
+    def backward(self, params, cache, dout):
+        """dx = dout where x > 0, else 0: one select instead of dout · 1[x > 0] (no 0/1
+        array), as torch's threshold_backward (a NaN dout at x ≤ 0 gives 0 there too)."""
+        self.check_dout(dout, tuple(cache.x.shape))
+        return namespace(dout).where(cache.x > 0, dout, 0.0), {}
 
 
 class Tanh(Elementwise):
@@ -117,20 +121,36 @@ class Softplus(Elementwise):
         return sigmoid_tanh(xp, x)                   # not exp(x − out): NaN at x = +inf
 
 
+class GELUCache(NamedTuple):
+    x: object           # the input
+    s: object           # s = σ(2u), same shape (out = x s)
+
+
 class GELU(Elementwise):
-    """The tanh approximation (Hendrycks & Gimpel), as torch's ``gelu(approximate="tanh")``."""
+    """The tanh approximation (Hendrycks & Gimpel), as torch's ``gelu(approximate="tanh")``.
+
+    Written for few passes over memory (it runs on the widest activations of a transformer):
+    s = ½ + ½ tanh(x (c + c a x²)) (u = c (x + a x³) with the ½ of σ(2u) = ½ (1 + tanh u)
+    folded into one product), out = x s; the cache keeps s, so the backward does not
+    recompute the tanh: f' = s + x s (1 − s) (2c + 6 c a x²).
+    Cache: ``GELUCache(x, s)``.
+    """
     c, a = math.sqrt(2 / math.pi), 0.044715
 
     def s(self, xp, x):
-        return sigmoid_tanh(xp, 2 * self.c * (x + self.a * (x * x * x)))
+        return 0.5 + 0.5 * xp.tanh(x * (self.c + (self.c * self.a) * (x * x)))
 
-    def f(self, xp, x):
-        return x * self.s(xp, x)
-
-    def df(self, xp, x, out):
-        # exercise: activations
+    def forward(self, params, x):
+        xp = self.check_input(x)
         s = self.s(xp, x)
-        return s + x * s * (1 - s) * 2 * self.c * (1 + 3 * self.a * x * x)
+        return x * s, GELUCache(x, s)
+
+    def backward(self, params, cache, dout):
+        x, s = cache
+        self.check_dout(dout, tuple(x.shape))
+        # exercise: activations
+        slope = (2 * self.c) + (6 * self.c * self.a) * (x * x)                # 2c (1 + 3a x²)
+        return dout * (s + (x * (s * (1.0 - s))) * slope), {}
         # end exercise
 
 

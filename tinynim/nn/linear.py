@@ -70,7 +70,7 @@ class Linear(Layer):
         if self.parametrization == "ntk":
             out = self.scale * out
         if self.bias:
-            out = out + params["b"]
+            out += params["b"]                      # in place on our own product: no new array
         return out, LinearCache(x)
 
     def backward(self, params, cache, dout):

@@ -17,12 +17,23 @@ Backward. With ĝ = dout · γ (the gradient reaching x̂), and using ∂μ/∂x
 
 (exact with eps inside σ). γ and β act on every row: dγ = Σ_rows dout · x̂, dβ = Σ_rows dout.
 
+Passes over memory. The plain forward above is always safe. On NumPy arrays the forward
+first tries the direct σ² = mean(xc²) (two fewer passes: no max|xc|, no rescaled copy) and
+keeps it unless a row overflowed, which it then recomputes the plain way
+(:meth:`LayerNorm._inv_sigma_direct`; a test checks both give the same). Only there: the
+check reads a value, which would stall a GPU queue and cannot be traced. The
+backward takes mean(ĝ) = (dout · γ)/d and mean(ĝ x̂) = ((dout ⊙ x̂) · γ)/d as matrix-vector
+products, reusing dout ⊙ x̂ for dγ, instead of forming ĝ ⊙ x̂.
+
 Cache: ``LayerNormCache(x_hat, inv_sigma)``: x̂ (..., d) and 1/σ (..., 1).
 """
 from __future__ import annotations
 
 import math
 from typing import NamedTuple
+
+import array_api_compat
+import numpy as np
 
 from tinynim.backend import asarray, namespace, zeros
 from tinynim.nn.base import Layer
@@ -53,24 +64,39 @@ class LayerNorm(Layer):
         xp = self.check_input(x, min_ndim=1, last=self.d)
         self.check_params(params, x)
         xc = x - xp.mean(x, axis=-1, keepdims=True)                             # (..., d)
+        inv_sigma = self._inv_sigma_direct(xc) if array_api_compat.is_numpy_array(xc) else None
+        if inv_sigma is None:
+            inv_sigma = self._inv_sigma(xp, xc)                                 # (..., 1)
+        x_hat = xc * inv_sigma                                                  # (..., d)
+        out = x_hat * params["gamma"]
+        out += params["beta"]                                                   # in place: no new array
+        return out, LayerNormCache(x_hat, inv_sigma)
+
+    def _inv_sigma(self, xp, xc):
+        """1/σ per row, rescaled by s = max(max|xc|, 1) so that no square overflows (plain)."""
         s = xp.maximum(xp.max(xp.abs(xc), axis=-1, keepdims=True), xp.ones_like(xc[..., :1]))  # (..., 1)
         xs = xc / s                                                             # |xs| ≤ max(|xc|, 1)
         r = math.sqrt(self.eps) / s
-        inv_sigma = 1 / (s * xp.sqrt(xp.mean(xs * xs, axis=-1, keepdims=True) + r * r))  # (..., 1)
-        x_hat = xc * inv_sigma                                                  # (..., d)
-        return x_hat * params["gamma"] + params["beta"], LayerNormCache(x_hat, inv_sigma)
+        return 1 / (s * xp.sqrt(xp.mean(xs * xs, axis=-1, keepdims=True) + r * r))  # (..., 1)
+
+    def _inv_sigma_direct(self, xc):
+        """1/√(mean(xc²) + eps) on NumPy arrays (fast), or None if a row's mean(xc²) overflowed."""
+        with np.errstate(over="ignore"):                                        # detected just below
+            var = np.mean(xc * xc, axis=-1, keepdims=True)                      # (..., 1)
+        return 1 / np.sqrt(var + self.eps) if np.all(np.isfinite(var)) else None
 
     def backward(self, params, cache, dout):
         x_hat, inv_sigma = cache
         self.check_dout(dout, tuple(x_hat.shape))
         # exercise: layernorm
         xp = namespace(dout)
-        g = dout * params["gamma"]                                              # (..., d)
-        dx = inv_sigma * (g - xp.mean(g, axis=-1, keepdims=True)
-                          - x_hat * xp.mean(g * x_hat, axis=-1, keepdims=True))  # (..., d)
-        G = xp.reshape(dout, (-1, self.d))                                      # (n, d)
-        grads = {"gamma": xp.sum(G * xp.reshape(x_hat, (-1, self.d)), axis=0),  # (d,)
-                 "beta": xp.sum(G, axis=0)}                                     # (d,)
+        gamma, d = params["gamma"], self.d
+        dout_xhat = dout * x_hat                                                # (..., d)
+        mean_g = xp.expand_dims((dout @ gamma) / d, axis=-1)                    # (..., 1) mean(ĝ)
+        mean_gx = xp.expand_dims((dout_xhat @ gamma) / d, axis=-1)              # (..., 1) mean(ĝ x̂)
+        dx = inv_sigma * (dout * gamma - mean_g - x_hat * mean_gx)              # (..., d)
+        grads = {"gamma": xp.sum(xp.reshape(dout_xhat, (-1, d)), axis=0),       # (d,)
+                 "beta": xp.sum(xp.reshape(dout, (-1, d)), axis=0)}             # (d,)
         return dx, grads
         # end exercise
 

@@ -44,10 +44,29 @@ Options of ``forward``:
 
 σ is :func:`tinynim.nn.activations.sigmoid`, which never overflows (ν = −800 gives λ = 0).
 
-Caches: ``RNNCache(xt, a, g, lam, h, h0, o, q, has_h0, return_state, last_only)``: x̃, the
-input gates a, g (B, T, N), λ (N,), the states h (B, T, N), h0 or None, the output gates o, q
-(B, T, M) and the options; the fast last-only path's ``RNNLastCache(xt, a, g, lam, w, u, h_T,
-h0, o, q, has_h0, return_state)`` holds w = λ^{T−1−s} (T, N), u = a ⊙ g and h_T (B, N) instead.
+Memory passes. The two input gates come from one GEMM, ``[g | a] = x̃ [Wg_in | Wx_in]``, and
+so do the output gates, ``[q | o] = h [Wg_out | Wx_out]`` (x̃ and h are read once, BLAS gets
+twice the columns). In backward the same layout pays twice: ``[da | dg] = [δ | δ] ⊙ [g | a]``
+is one broadcast product, ``[dWx_in | dWg_in] = x̃ᵀ [da | dg]`` and ``dx̃ = [da | dg] [Wx_in | Wg_in]ᵀ``
+one GEMM each (likewise for the output gates and e), instead of two GEMMs and an addition.
+The backward scan runs backwards in time directly instead of flipping its input and output,
+and sums over time such as dλ = Σ_t δ_t ⊙ h_{t−1} are ``vecdot`` contractions (no (B, T, N)
+temporary).
+
+Denormals. Powers λ^k of λ < 1 (the last-only weights λ^{T−1−s} and their derivatives, the
+doubling scan's decay) become tiny for long sequences, and they and their products with
+gradients fall below the smallest normal float (float32: 1.2e−38): such subnormal numbers
+make multiplications up to ~100× slower on x86 CPUs (the last-only step ran 10× slower in
+float32). Weights below ε² (ε the dtype's machine epsilon; float32 1.4e−14, float64 4.9e−32)
+are set to exactly 0 (:func:`drop_negligible`): the terms they weight are below ε times the
+rounding error the float sum already carries (T < 1/ε terms), and products of the remaining
+weights with gradients stay normal. Exact zeros are kept, so derivatives through them stand.
+
+Caches: ``RNNCache(xt, ga, lam, h, h0, qo, has_h0, return_state, last_only)``: x̃, the
+input gates [g | a] (B, T, 2N), λ (N,), the states h (B, T, N), h0 or None, the output gates
+[q | o] (B, T, 2M) and the options; the fast last-only path's ``RNNLastCache(xt, ga, lam, w,
+u, h_T, h0, qo, has_h0, return_state)`` holds w = λ^{T−1−s} (T, N), u = a ⊙ g and h_T (B, N)
+instead, and [q | o] at the last step only (B, 2M).
 """
 from __future__ import annotations
 
@@ -82,17 +101,41 @@ def _mm(a, W):
     return namespace(a, W).reshape(_rows(a) @ W, tuple(a.shape[:-1]) + (W.shape[-1],))
 
 
-def scan_reference(lam, u, h0=None):
-    """h_t = λ ⊙ h_{t−1} + u_t, one time step at a time (the readable definition).
+def _halves(a):
+    """[a₁ | a₂] (..., 2n) -> (a₁, a₂), views of the two halves of the last axis."""
+    n = a.shape[-1] // 2
+    return a[..., :n], a[..., n:]
+
+
+def _times_both_halves(xp, pair, a):
+    """[p₁ | p₂] (..., 2n) ⊙ [a | a] (a: (..., n)) -> [p₁ ⊙ a | p₂ ⊙ a], by broadcasting
+    over a (..., 2, n) view: [a | a] is never built."""
+    shape = tuple(pair.shape)
+    halves = xp.reshape(pair, shape[:-1] + (2, shape[-1] // 2))
+    return xp.reshape(halves * xp.expand_dims(a, axis=-2), shape)
+
+
+def drop_negligible(xp, w):
+    """The weights `w` with nonzero entries below ε² in magnitude set to 0 (module docstring:
+    they and their products are subnormal, slow and negligible). Exact zeros stay as they
+    are (in autodiff terms too: λ^1 at λ = 0 keeps its derivative 1)."""
+    negligible = (xp.abs(w) < xp.finfo(w.dtype).eps ** 2) & (w != 0)
+    return xp.where(negligible, 0.0, w)
+
+
+def scan_reference(lam, u, h0=None, *, reverse=False):
+    """h_t = λ ⊙ h_{t−1} + u_t, one time step at a time (the readable definition); with
+    ``reverse=True`` the same recurrence backwards in time, h_t = λ ⊙ h_{t+1} + u_t.
 
     lam: (N,)  u: (B, T, N)  h0: (B, N) or None (zeros)  ->  h: (B, T, N)
     """
     xp = namespace(lam, u, h0)
+    T = u.shape[1]
     h = xp.zeros_like(u[:, 0, :]) if h0 is None else h0
-    states = []
-    for t in range(u.shape[1]):
+    states = [None] * T
+    for t in (reversed(range(T)) if reverse else range(T)):
         h = lam * h + u[:, t, :]
-        states.append(h)
+        states[t] = h
     return xp.stack(states, axis=1)
 
 
@@ -111,7 +154,7 @@ def parallel_scan(lam, u, h0=None):
     h, decay, d = u, lam, 1
     while d < u.shape[1]:
         h = h + decay * xp.concat([xp.zeros_like(h[:, :d, :]), h[:, :-d, :]], axis=1)
-        decay, d = decay * decay, 2 * d
+        decay, d = drop_negligible(xp, decay * decay), 2 * d
     return h
 
 
@@ -119,7 +162,10 @@ SCANS = {"parallel": parallel_scan, "loop": scan_reference}
 
 
 def reverse_scan(scan, lam, g):
-    """δ_t = g_t + λ ⊙ δ_{t+1}, δ_T = 0: the backward of a scan, run in reversed time."""
+    """δ_t = g_t + λ ⊙ δ_{t+1}, δ_T = 0: the backward of a scan, run in reversed time (the
+    loop runs backwards directly; the doubling scan on the time-flipped sequence)."""
+    if scan is scan_reference:
+        return scan_reference(lam, g, reverse=True)
     # exercise: rnn_bptt
     xp = namespace(lam, g)
     return xp.flip(scan(lam, xp.flip(g, axis=1)), axis=1)
@@ -128,13 +174,11 @@ def reverse_scan(scan, lam, g):
 
 class RNNCache(NamedTuple):
     xt: object          # (B, T, d̃) x̃
-    a: object           # (B, T, N) input gate x̃ Wx_in
-    g: object           # (B, T, N) input gate x̃ Wg_in
+    ga: object          # (B, T, 2N) input gates [g | a] = x̃ [Wg_in | Wx_in]
     lam: object         # (N,) λ
     h: object           # (B, T, N) states
     h0: object          # (B, N) or None
-    o: object           # (B, T, M) output gate h Wx_out
-    q: object           # (B, T, M) output gate h Wg_out
+    qo: object          # (B, T, 2M) output gates [q | o] = h [Wg_out | Wx_out]
     has_h0: bool
     return_state: bool
     last_only: bool
@@ -142,15 +186,13 @@ class RNNCache(NamedTuple):
 
 class RNNLastCache(NamedTuple):
     xt: object          # (B, T, d̃) x̃
-    a: object           # (B, T, N)
-    g: object           # (B, T, N)
+    ga: object          # (B, T, 2N) [g | a]
     lam: object         # (N,) λ
     w: object           # (T, N) λ^{T−1−s}
     u: object           # (B, T, N) a ⊙ g
     h_T: object         # (B, N) final state
     h0: object          # (B, N) or None
-    o: object           # (B, M)
-    q: object           # (B, M)
+    qo: object          # (B, 2M) [q | o] at the last step
     has_h0: bool
     return_state: bool
 
@@ -237,22 +279,30 @@ class GatedLinearRNN(Layer):
         return x, h0, has_h0, xp
 
     def _input_gates(self, params, x, xp):
-        """x̃ (B, T, d̃) and the input gates a, g (B, T, N)."""
+        """x̃ (B, T, d̃), the input gates [g | a] (B, T, 2N) and u = a ⊙ g (B, T, N)."""
         xt = xp.concat([x, xp.ones_like(x[..., :1])], axis=-1) if self.append_one else x
-        return xt, _mm(xt, params["Wx_in"]), _mm(xt, params["Wg_in"])
+        ga = _mm(xt, xp.concat([params["Wg_in"], params["Wx_in"]], axis=1))   # one GEMM
+        g, a = _halves(ga)
+        return xt, ga, a * g
+
+    @staticmethod
+    def _output_gates(params, h, xp):
+        """[q | o] = h [Wg_out | Wx_out] and the readout (o ⊙ q) D."""
+        qo = _mm(h, xp.concat([params["Wg_out"], params["Wx_out"]], axis=1))  # (..., 2M)
+        q, o = _halves(qo)
+        return qo, _mm(o * q, params["D"])
 
     def forward(self, params, x, *, return_state=False, last_only=False):
         x, h0, has_h0, xp = self._inputs(params, x)
         if last_only and self.fast:
             return self._forward_last_only(params, x, h0, has_h0, return_state, xp)
-        xt, a, g = self._input_gates(params, x, xp)                       # (B, T, N)
+        xt, ga, u = self._input_gates(params, x, xp)                      # (B, T, 2N), (B, T, N)
         lam = self.decay(params)                                           # (N,)
-        h = self.scan(lam, a * g, h0)                                      # (B, T, N)
-        o, q = _mm(h, params["Wx_out"]), _mm(h, params["Wg_out"])         # (B, T, M)
-        out = _mm(o * q, params["D"])                                      # (B, T, d_out)
+        h = self.scan(lam, u, h0)                                          # (B, T, N)
+        qo, out = self._output_gates(params, h, xp)                        # (B, T, 2M), (B, T, d_out)
         if last_only:
             out = out[:, -1, :]                                            # (B, d_out)
-        cache = RNNCache(xt, a, g, lam, h, h0, o, q, has_h0, return_state, last_only)
+        cache = RNNCache(xt, ga, lam, h, h0, qo, has_h0, return_state, last_only)
         return ((out, h[:, -1, :]) if return_state else out), cache
 
     def backward(self, params, cache, dout):
@@ -265,12 +315,12 @@ class GatedLinearRNN(Layer):
         if c.last_only:                                                    # only step T−1 is read
             dout = xp.concat([xp.zeros((B, T - 1, self.d_out), dtype=dout.dtype,
                                        device=array_api_compat.device(dout)), dout[:, None, :]], axis=1)
-        grads, e = self._readout_backward(params, c.h, c.o, c.q, dout)     # e: (B, T, N) direct dL/dh
+        grads, e = self._readout_backward(params, c.h, c.qo, dout)         # e: (B, T, N) direct dL/dh
         if dh_T is not None:
             e = xp.concat([e[:, :-1, :], e[:, -1:, :] + dh_T[:, None, :]], axis=1)
         # exercise: rnn_bptt
         delta = reverse_scan(self.scan, c.lam, e)                          # (B, T, N)
-        dlam = xp.sum(_rows(delta[:, 1:, :] * c.h[:, :-1, :]), axis=0)     # Σ_t δ_t ⊙ h_{t−1}
+        dlam = xp.sum(xp.vecdot(delta[:, 1:, :], c.h[:, :-1, :], axis=-2), axis=0)  # Σ_t δ_t ⊙ h_{t−1}
         dh0 = None
         if c.h0 is not None:
             dlam = dlam + xp.sum(delta[:, 0, :] * c.h0, axis=0)
@@ -285,45 +335,52 @@ class GatedLinearRNN(Layer):
         self.check_dout(dout, (out_shape, (B, self.n_hidden)) if c.return_state else out_shape)
         return dout if c.return_state else (dout, None)
 
-    def _readout_backward(self, params, h, o, q, dout):
-        """Grads of D, Wx_out, Wg_out and the direct gradient e = dL/dh, (B, [T,] N)."""
+    def _readout_backward(self, params, h, qo, dout):
+        """Grads of D, Wx_out, Wg_out and the direct gradient e = dL/dh, (B, [T,] N):
+        [do | dq] = [dz | dz] ⊙ [q | o], then one GEMM for both weight grads and one for e."""
+        xp = namespace(dout)
+        q, o = _halves(qo)
         dz = _mm(dout, params["D"].T)                                      # (B, [T,] M)
-        do, dq = dz * q, dz * o
+        dodq = _times_both_halves(xp, qo, dz)                              # (B, [T,] 2M) [do | dq]
+        dW = _rows(h).T @ _rows(dodq)                                      # (N, 2M) [dWx_out | dWg_out]
+        dWx, dWg = _halves(dW)
         grads = {"D": _rows(o * q).T @ _rows(dout),                        # z = o ⊙ q is recomputed
-                 "Wx_out": _rows(h).T @ _rows(do), "Wg_out": _rows(h).T @ _rows(dq)}
-        return grads, _mm(do, params["Wx_out"].T) + _mm(dq, params["Wg_out"].T)
+                 "Wx_out": dWx, "Wg_out": dWg}
+        return grads, _mm(dodq, xp.concat([params["Wx_out"], params["Wg_out"]], axis=1).T)
 
     def _input_backward(self, params, c, delta, dlam, grads):
-        """Add the grads of Wx_in, Wg_in and the decay parameter to `grads`; return dx."""
-        da, dg = delta * c.g, delta * c.a                                  # (B, T, N)
-        grads["Wx_in"] = _rows(c.xt).T @ _rows(da)
-        grads["Wg_in"] = _rows(c.xt).T @ _rows(dg)
+        """Add the grads of Wx_in, Wg_in and the decay parameter to `grads`; return dx:
+        [da | dg] = [δ | δ] ⊙ [g | a], then one GEMM each for the weight grads and dx̃."""
+        xp = namespace(delta)
+        dadg = _times_both_halves(xp, c.ga, delta)                         # (B, T, 2N) [da | dg]
+        dW = _rows(c.xt).T @ _rows(dadg)                                   # (d̃, 2N) [dWx_in | dWg_in]
+        grads["Wx_in"], grads["Wg_in"] = _halves(dW)
         grads[self.decay_key] = self._dnu(params, c.lam, dlam)
-        return (_mm(da, params["Wx_in"].T) + _mm(dg, params["Wg_in"].T))[..., :self.d_in]  # (B, T, d_in)
+        W_in = xp.concat([params["Wx_in"], params["Wg_in"]], axis=1)       # (d̃, 2N)
+        return _mm(dadg, W_in.T)[..., :self.d_in]                          # (B, T, d_in)
 
     # -- the fast last-only path: h_T as a weighted sum, no scan ------------------------
     def _forward_last_only(self, params, x, h0, has_h0, return_state, xp):
-        xt, a, g = self._input_gates(params, x, xp)                       # (B, T, N)
-        u, lam, T = a * g, self.decay(params), x.shape[1]
-        w = xp.pow(lam[None, :], _steps_to_end(xp, T, lam))                # (T, N) λ^{T−1−s}
-        h_T = xp.sum(w * u, axis=1)                                        # (B, N)
+        xt, ga, u = self._input_gates(params, x, xp)                      # (B, T, 2N), (B, T, N)
+        lam, T = self.decay(params), x.shape[1]
+        w = drop_negligible(xp, xp.pow(lam[None, :], _steps_to_end(xp, T, lam)))  # (T, N) λ^{T−1−s}
+        h_T = xp.vecdot(w, u, axis=-2)                                      # (B, N) Σ_s w_s ⊙ u_s
         if h0 is not None:
             h_T = h_T + xp.pow(lam, float(T)) * h0
-        o, q = _mm(h_T, params["Wx_out"]), _mm(h_T, params["Wg_out"])     # (B, M)
-        out = _mm(o * q, params["D"])                                      # (B, d_out)
-        cache = RNNLastCache(xt, a, g, lam, w, u, h_T, h0, o, q, has_h0, return_state)
+        qo, out = self._output_gates(params, h_T, xp)                      # (B, 2M), (B, d_out)
+        cache = RNNLastCache(xt, ga, lam, w, u, h_T, h0, qo, has_h0, return_state)
         return ((out, h_T) if return_state else out), cache
 
     def _backward_last_only(self, params, c, dout):
         B, T = c.xt.shape[:2]
         dout, dh_T = self._split_dout(dout, c, (B, self.d_out))
         xp = namespace(dout)
-        grads, e = self._readout_backward(params, c.h_T, c.o, c.q, dout)   # (B, N)
+        grads, e = self._readout_backward(params, c.h_T, c.qo, dout)       # (B, N)
         e = e if dh_T is None else e + dh_T                                # δ at step T−1
         delta = c.w[None, ...] * e[:, None, :]                             # (B, T, N) λ^{T−1−s} δ
         k = _steps_to_end(xp, T, c.lam)                                    # (T, 1)
-        dw = k * xp.pow(c.lam[None, :], xp.maximum(k - 1.0, 0.0))          # (T, N) dλ^k/dλ (0 at k=0)
-        dlam_h = xp.sum(dw * c.u, axis=1)                                  # (B, N) dh_T/dλ
+        dw = drop_negligible(xp, k * xp.pow(c.lam[None, :], xp.maximum(k - 1.0, 0.0)))  # (T, N) dλ^k/dλ
+        dlam_h = xp.vecdot(dw, c.u, axis=-2)                                # (B, N) dh_T/dλ
         if c.h0 is not None:
             dlam_h = dlam_h + T * xp.pow(c.lam, float(T - 1)) * c.h0
         dlam = xp.sum(e * dlam_h, axis=0)
