@@ -122,6 +122,19 @@ def namespace(*arrays):
     return array_api_compat.array_namespace(*[a for a in arrays if a is not None])
 
 
+def matmul(a, b):
+    """``a @ b`` for stacked matrices whose second operand may be a transposed view (``k.mT``).
+
+    One NumPy fast path: numpy's stacked (≥ 3-D) matmul leaves BLAS for a slower loop when
+    the second operand's matrices are not C-contiguous; copying that operand first was 1.4–1.8×
+    faster on a 2-core CPU (2048 products 11×11 @ 11×10; 256 products 64×16 @ 16×64). Other
+    libraries take ``a @ b`` as it is.
+    """
+    if array_api_compat.is_numpy_array(b) and b.ndim > 2 and not b.flags.c_contiguous:
+        b = np.ascontiguousarray(b)
+    return a @ b
+
+
 def available() -> dict:
     """``{name: (usable, detail)}`` for every known backend, without changing the active one."""
     out = {}

@@ -125,13 +125,30 @@ def supervised(model, loss=None, **forward_kw):
     return loss_and_grads
 
 
-def _training_step(loss_and_grads, optimizer):
-    """One pure step ``(params, state, batch, step) -> (params, state, loss, grads)``."""
+def _advance(loss_and_grads, optimizer, compile):
+    """``advance(params, state, batch, step) -> (params, state, loss)``: one guarded update.
+    Eager: loss and gradients, the guard, then the update (never computed from a non-finite
+    gradient). Compiled: one function computes all three and returns the gradients too; the
+    guard checks them before the new params are adopted."""
+    def eager(params, state, batch, step):
+        loss, grads = loss_and_grads(params, batch, step)
+        loss = float(loss)
+        check_finite(loss, grads, step)
+        return *optimizer.update(grads, state, params), loss
+    if not compile:
+        return eager
+
     def training_step(params, state, batch, step):
         loss, grads = loss_and_grads(params, batch, step)
-        new_params, new_state = optimizer.update(grads, state, params)
-        return new_params, new_state, loss, grads
-    return training_step
+        return *optimizer.update(grads, state, params), loss, grads
+    compiled = compile_step(training_step)
+
+    def advance(params, state, batch, step):
+        new_params, new_state, loss, grads = compiled(params, state, batch, step)
+        loss = float(loss)
+        check_finite(loss, grads, step)
+        return new_params, _like_host(state, new_state), loss
+    return advance
 
 
 def _like_host(before, after):
@@ -151,9 +168,7 @@ def fit(loss_and_grads, params, optimizer, *, steps, data=None, log_every=100, l
     Runs with TINYNIM_THREADS BLAS/torch threads, default one (:mod:`tinynim.threads`).
     compile: compile each training step (module docstring).
     """
-    training_step = _training_step(loss_and_grads, optimizer)
-    if compile:
-        training_step = compile_step(training_step)
+    advance = _advance(loss_and_grads, optimizer, compile)
     history = {k: [] for k in BASE_KEYS}
     state, start = optimizer.init(params), 0
     if resume and checkpoint_path is not None and checkpoint.exists(checkpoint_path):
@@ -165,10 +180,7 @@ def fit(loss_and_grads, params, optimizer, *, steps, data=None, log_every=100, l
     window, t_window, eval_time = [], time.perf_counter(), 0.0
     for step in range(start, steps):
         batch = data(step) if callable(data) else data
-        new_params, new_state, loss, grads = training_step(params, state, batch, step)
-        loss = float(loss)
-        check_finite(loss, grads, step)
-        params, state = new_params, _like_host(state, new_state) if compile else new_state
+        params, state, loss = advance(params, state, batch, step)
         done = step + 1
         if done == steps:                  # earlier updates are checked by the next step's guard
             bad = _non_finite_paths(params)

@@ -50,9 +50,9 @@ class ActivationCache(NamedTuple):
 
 
 class Elementwise(Layer):
-    """Base class: a subclass gives ``f(xp, x)`` and ``df(xp, x, out)`` (ReLU and GELU
-    override backward, and GELU forward, to spare passes over memory); each subclass gets
-    one example route, "default", a small random input."""
+    """Base class: a subclass gives ``f(xp, x)`` and ``df(xp, x, out)`` (GELU overrides
+    forward and backward, to spare passes over memory); each subclass gets one example
+    route, "default", a small random input."""
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -84,13 +84,11 @@ class Elementwise(Layer):
 
 class ReLU(Elementwise):
     def f(self, xp, x):
-        return xp.maximum(x, 0.0)                    # maximum propagates NaN
+        return xp.maximum(x, 0.0)                    # maximum propagates NaN; no array of zeros
 
-    def backward(self, params, cache, dout):
-        """dx = dout where x > 0, else 0: one select instead of dout · 1[x > 0] (no 0/1
-        array), as torch's threshold_backward (a NaN dout at x ≤ 0 gives 0 there too)."""
-        self.check_dout(dout, tuple(cache.x.shape))
-        return namespace(dout).where(cache.x > 0, dout, 0.0), {}
+    def df(self, xp, x, out):
+        return xp.astype(x > 0, x.dtype)             # a 0/1 product: numpy's where on a random
+                                                     # mask was ~10x slower than this
 
 
 class Tanh(Elementwise):

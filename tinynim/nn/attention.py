@@ -20,8 +20,15 @@ through the row softmax (Jacobian diag(p) − p pᵀ): ``dS = P ⊙ (dP − Σ_j
 0 at masked entries because P is; through S: ``dQ = dS K / √d``, ``dK = dSᵀ Q / √d``;
 finally ``d[Wq|Wk|Wv] = xᵀ [dQ|dK|dV]`` and ``dx = [dQ|dK|dV] [Wq|Wk|Wv]ᵀ``.
 
-Cache: ``AttentionCache(x, W, q, k, v, P, O)``: the input, [Wq|Wk|Wv] (D, 3D), the heads
-q, k, v (B, H, T, d), the probabilities P (B, H, T, T) and the merged head outputs O (B, T, D).
+Passes over memory. The (B, H, T, T) arrays are the largest, so the code spends few passes
+on them: the scale 1/√d is folded into Wq (a D×D matrix: q' = x Wq/√d, S = q' Kᵀ; in
+backward dS needs no rescaling and dWq = xᵀ dq'/√d), and the masked softmax adds a 0/−inf
+bias of the mask's shape once (cheaper than a select over S; exp(−inf − m) = 0 with m the
+finite row maximum, 0 for an empty row).
+
+Cache: ``AttentionCache(x, W, q, k, v, P, O)``: the input, [Wq/√d|Wk|Wv] (D, 3D), the heads
+q' (scaled), k, v (B, H, T, d), the probabilities P (B, H, T, T) and the merged head outputs
+O (B, T, D).
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ from typing import NamedTuple
 
 import array_api_compat
 
-from tinynim.backend import asarray, namespace
+from tinynim.backend import asarray, matmul, namespace
 from tinynim.nn.base import Layer
 from tinynim.random import as_rng
 
@@ -58,8 +65,8 @@ def causal_mask(xp, T, n, device):
 
 class AttentionCache(NamedTuple):
     x: object           # (B, T, D) input
-    W: object           # (D, 3D) [Wq | Wk | Wv]
-    q: object           # (B, H, T, d)
+    W: object           # (D, 3D) [Wq/√d | Wk | Wv]
+    q: object           # (B, H, T, d) scaled queries q' = x Wq/√d
     k: object           # (B, H, T, d)
     v: object           # (B, H, T, d)
     P: object           # (B, H, T, T) attention probabilities
@@ -106,18 +113,19 @@ class SoftmaxAttention(Layer):
         xp = self.check_input(x, ndim=3, last=self.d_model, min_steps=1)
         self.check_params(params, x)
         D, H = self.d_model, self.n_heads
-        W = xp.concat([params["Wq"], params["Wk"], params["Wv"]], axis=1)     # (D, 3D)
+        W = xp.concat([params["Wq"] / math.sqrt(self.d_head), params["Wk"], params["Wv"]], axis=1)  # (D, 3D)
         qkv = x @ W                                                           # (B, T, 3D)
         q, k, v = (split_heads(qkv[..., i * D:(i + 1) * D], H) for i in range(3))  # (B, H, T, d)
-        S = (q @ k.mT) / math.sqrt(self.d_head)                               # (B, H, T, T)
+        S = matmul(q, k.mT)                                                   # (B, H, T, T) scaled logits
         allowed = self._allowed(xp, x, mask)
         if allowed is None:
             E = xp.exp(S - xp.max(S, axis=-1, keepdims=True))                 # (B, H, T, T)
             P = E / xp.sum(E, axis=-1, keepdims=True)
         else:
-            m = xp.max(xp.where(allowed, S, -math.inf), axis=-1, keepdims=True)  # -inf: empty row
-            m = xp.where(m > -math.inf, m, 0.0)
-            E = xp.exp(xp.where(allowed, S - m, -math.inf))                   # exactly 0 where masked
+            zero = xp.zeros((), dtype=S.dtype, device=array_api_compat.device(S))
+            S = S + xp.where(allowed, zero, -math.inf)                        # masked logits -> -inf
+            m = xp.max(S, axis=-1, keepdims=True)                             # -inf: empty row
+            E = xp.exp(S - xp.where(m > -math.inf, m, 0.0))                   # exactly 0 where masked
             Z = xp.sum(E, axis=-1, keepdims=True)                             # (B, H, T, 1)
             P = E / xp.where(Z > 0, Z, 1.0)                                   # empty row -> P = 0
         O = merge_heads(P @ v)                                                # (B, T, D)
@@ -131,13 +139,14 @@ class SoftmaxAttention(Layer):
         D = self.d_model
         dWo = xp.reshape(O, (-1, D)).T @ xp.reshape(dout, (-1, D))            # (D, D)
         dO = split_heads(dout @ params["Wo"].T, self.n_heads)                 # (B, H, T, d)
-        dP = dO @ v.mT                                                        # (B, H, T, T)
+        dP = matmul(dO, v.mT)                                                 # (B, H, T, T)
         dv = P.mT @ dO                                                        # (B, H, T, d)
-        dS = P * (dP - xp.sum(P * dP, axis=-1, keepdims=True)) / math.sqrt(self.d_head)
-        dq, dk = dS @ k, dS.mT @ q                                            # (B, H, T, d)
+        dS = P * (dP - xp.sum(P * dP, axis=-1, keepdims=True))                # (B, H, T, T) dL/dS
+        dq, dk = dS @ k, dS.mT @ q                                            # (B, H, T, d) dL/dq', dL/dk
         dqkv = xp.concat([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)  # (B, T, 3D)
         dW = xp.reshape(x, (-1, D)).T @ xp.reshape(dqkv, (-1, 3 * D))         # (D, 3D)
-        grads = {"Wq": dW[:, :D], "Wk": dW[:, D:2 * D], "Wv": dW[:, 2 * D:], "Wo": dWo}
+        grads = {"Wq": dW[:, :D] / math.sqrt(self.d_head), "Wk": dW[:, D:2 * D], "Wv": dW[:, 2 * D:],
+                 "Wo": dWo}
         return dqkv @ W.T, grads                                              # (B, T, D)
         # end exercise
 

@@ -57,7 +57,7 @@ from typing import Callable, NamedTuple
 
 import array_api_compat
 
-from tinynim.backend import namespace
+from tinynim.backend import matmul, namespace
 from tinynim.nn.attention import causal_mask
 from tinynim.nn.base import Layer
 from tinynim.random import as_rng
@@ -274,7 +274,7 @@ class LinearSelfAttention(Layer):
         C = xp.expand_dims(x[:, :n, :], axis=1)                      # (B, 1, n, D)
         mask = self._mask(x, T, n)
         r = project(x, Q)                                            # (B, H, T, D)
-        A = r @ C.mT                                                 # (B, H, T, n)
+        A = matmul(r, C.mT)                                          # (B, H, T, n)
         if mask is not None:
             A = A * mask
         y = A @ C                                                    # (B, H, T, D)
@@ -292,7 +292,7 @@ class LinearSelfAttention(Layer):
         C = xp.expand_dims(x[:, :n, :], axis=1)                      # (B, 1, n, D)
         dP = sum_outer(y, xp.expand_dims(G, axis=1))                 # (H, D, D)
         dy = project(G, P.mT)                                        # (B, H, T, D)
-        dA = dy @ C.mT                                               # (B, H, T, n)
+        dA = matmul(dy, C.mT)                                        # (B, H, T, n)
         if mask is not None:
             dA = dA * mask
         dr = dA @ C                                                  # (B, H, T, D)
@@ -370,7 +370,7 @@ def attend(q, k, v, mask=None):
     if mask is None and (n + T) * dk * dv <= T * n * (dk + dv):
         S = k.mT @ v                                   # (..., dk, dv)
         return q @ S, AttendCache(q, k, v, S, None, True)
-    A = q @ k.mT                                       # (..., T, n)
+    A = matmul(q, k.mT)                                # (..., T, n)
     if mask is not None:
         A = A * mask
     return A @ v, AttendCache(q, k, v, A, mask, False)
@@ -381,10 +381,10 @@ def attend_backward(cache, dy):
     q, k, v, SA, mask, via_S = cache
     xp = array_api_compat.array_namespace(dy)
     if via_S:
-        dq = dy @ SA.mT                                # (..., T, dk)
+        dq = matmul(dy, SA.mT)                         # (..., T, dk)
         dS = _sum_to(xp, q.mT @ dy, SA.shape)          # (..., dk, dv)
-        return dq, v @ dS.mT, k @ dS
-    dA = dy @ v.mT                                     # (..., T, n)
+        return dq, matmul(v, dS.mT), k @ dS
+    dA = matmul(dy, v.mT)                              # (..., T, n)
     if mask is not None:
         dA = dA * mask
     return dA @ k, _sum_to(xp, dA.mT @ q, k.shape), _sum_to(xp, SA.mT @ dy, v.shape)
