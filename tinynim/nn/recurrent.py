@@ -56,8 +56,8 @@ temporary).
 Denormals. Powers λ^k of λ < 1 (the last-only weights λ^{T−1−s} and their derivatives, the
 doubling scan's decay) become tiny for long sequences, and they and their products with
 gradients fall below the smallest normal float (float32: 1.2e−38): such subnormal numbers
-make multiplications up to ~100× slower on x86 CPUs (the last-only step ran 10× slower in
-float32). Weights below ε² (ε the dtype's machine epsilon; float32 1.4e−14, float64 4.9e−32)
+make multiplications many times slower on x86 CPUs (the float32 last-only benchmark step
+ran about 3× faster once they were gone). Weights below ε² (ε the dtype's machine epsilon; float32 1.4e−14, float64 4.9e−32)
 are set to exactly 0 (:func:`drop_negligible`): the terms they weight are below ε times the
 rounding error the float sum already carries (T < 1/ε terms), and products of the remaining
 weights with gradients stay normal. Exact zeros are kept, so derivatives through them stand.
