@@ -210,17 +210,22 @@ class Adam(Optimizer):
         self.check(grads, params)
         b1, b2, eps, wd = self.b1, self.b2, self.eps, self.weight_decay
         lr, t = self.lr_at(state["step"]), state["step"] + 1
-        c1, c2 = 1.0 - b1 ** t, (1.0 - b2 ** t) ** 0.5           # bias corrections (t may be traced)
+        c1 = 1.0 - b1 ** t                                       # bias corrections; under jit t is
+        c2 = math.sqrt(1.0 - b2 ** t) if isinstance(t, int) else (1.0 - b2 ** t) ** 0.5   # a 0-d array
         grads = self.clip(grads)
         m = tree_map(lambda mi, g: b1 * mi + (1.0 - b1) * g, state["m"], grads)
         v = tree_map(lambda vi, g: b2 * vi + (1.0 - b2) * (g * g), state["v"], grads)
 
         def step(p, mi, vi):
-            # (lr/c1) m / (√v/c2 + ε) = (lr c2/c1) m / (√v + ε c2): two passes fewer; the
-            # in-place updates act on this function's own new arrays (no input is changed)
+            # p (1 - lr wd) - (lr/c1) m / (√v/c2 + ε), operation for operation (same rounding
+            # as the one-expression form), with the temporaries updated in place: they are this
+            # function's own new arrays (no input changes). Rewriting it as
+            # (lr c2/c1) m / (√v + ε c2) saves two passes but rounds differently, and P2's deep
+            # LSA run (arXiv:2309.05858) was seen to end elsewhere from that alone.
             denom = namespace(p).sqrt(vi)
-            denom += eps * c2
-            update = mi * (lr * c2 / c1)
+            denom /= c2
+            denom += eps
+            update = (lr / c1) * mi
             update /= denom
             return (p * (1.0 - lr * wd) if wd else p) - update
         return tree_map(step, params, m, v), {"step": t, "m": m, "v": v}
