@@ -14,6 +14,8 @@ import numpy as np
 
 PAIRS = (("tinynim", "torch"), ("tinynim", "jax"), ("tinynim-jit", "jax"))
 GOAL_JIT_VS_JAX = 0.8           # issue 10: compiled tinynim <= 0.8× JAX jit(value_and_grad)
+GOAL_SHORT = {"eager tinynim ÷ torch autograd": "eager ÷ torch", "tinynim-jit ÷ JAX jit(value_and_grad)":
+              "jit ÷ JAX", "peak MiB: tinynim ÷ torch": "peak MiB ÷ torch"}
 SUMMARY_BEGIN, SUMMARY_END = "<!-- benchmark-summary:begin -->", "<!-- benchmark-summary:end -->"
 
 
@@ -133,12 +135,16 @@ def summary_block(run: Run) -> str:
              f"{run.suite_repeats} suite runs × {run.repeat} rounds, float32, `{run.command}`. "
              "Ratios below 1: tinynim is faster. Each cell: median of per-round ratios "
              "(min–max over rounds, IQR; runs: min–max of the per-run medians).", "",
-             "| case | tinynim ÷ torch | tinynim ÷ JAX | tinynim-jit ÷ JAX |", "|---|---|---|---|"]
+             "| case | tinynim ÷ torch | tinynim ÷ JAX | tinynim-jit ÷ JAX | issue 10 goals |", "|---|---|---|---|---|"]
+    by_case = {}
+    for goal, name, measured, bound in goals(run):
+        by_case.setdefault(name, []).append(f"{GOAL_SHORT[goal]} ≤ {bound:g}: {verdict(measured, bound).split(' ')[0]}")
     for name, res in run.results.items():
-        lines.append(f"| {name} | " + " | ".join(fmt_ratio(ratio(res, a, b)) for a, b in PAIRS) + " |")
+        lines.append(f"| {name} | " + " | ".join(fmt_ratio(ratio(res, a, b)) for a, b in PAIRS) + " | "
+                     + ("; ".join(by_case.get(name, [])) or "–") + " |")
     met = [g for g in goals(run) if verdict(g[2], g[3]).startswith("PASS")]
-    lines += ["", f"Goals met on this machine: {len(met)} of {len(goals(run))} (see the Goals table in "
-              "benchmarks/RESULTS.md).", SUMMARY_END]
+    lines += ["", f"Goals met on this machine: {len(met)} of {len(goals(run))} (PASS on the median; the Goals "
+              "table in benchmarks/RESULTS.md marks those a run's median crossed).", SUMMARY_END]
     return "\n".join(lines)
 
 
