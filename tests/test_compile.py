@@ -17,7 +17,10 @@ from tinynim.optim import Adam
 from tinynim.random import RNG
 from tinynim.train import supervised
 from tinynim.tree import leaves_with_paths
+from tasks.gated_rnn_attention import RNNRegressor
 from tasks.icl_regression import LinearTransformer, sample
+from tasks.mesa_optimization import SequencePredictor, sequence_data, sequence_mse
+from tinynim.nn.recurrent import GatedLinearRNN
 
 RTOL = 1e-12
 STEPS = 3
@@ -41,7 +44,29 @@ def _p1():
     return model, supervised(model), sample(RNG(1), 16, n_context=6, d=4)
 
 
-MODELS = {"MLP": _mlp, "TransformerBlock": _block, "P1 LinearTransformer": _p1}
+def _p3_last():
+    model = RNNRegressor(3, 1, 8, n_out_gates=4)              # last step only (P3, arXiv:2309.01775)
+    return model, supervised(model), sample(RNG(1), 16, n_context=6, d=3)
+
+
+def _rnn_all(scan):
+    def make():
+        model = GatedLinearRNN(3, 8, 2, scan=scan)            # every step's output
+        data = RNG(1)
+        return model, supervised(model, mse), (data.normal((4, 7, 3)), data.normal((4, 7, 2)))
+    return make
+
+
+def _p2(mesa):
+    def make():
+        model = SequencePredictor(2, 2, 2, mesa=mesa, init_std=0.3)   # P2 (arXiv:2309.05858)
+        return model, supervised(model, sequence_mse), sequence_data(4, 6, 2)(RNG(1), 0)
+    return make
+
+
+MODELS = {"MLP": _mlp, "TransformerBlock": _block, "P1 LinearTransformer": _p1, "P3 RNNRegressor": _p3_last,
+          "GatedLinearRNN loop": _rnn_all("loop"), "GatedLinearRNN parallel": _rnn_all("parallel"),
+          "P2 deep LSA": _p2(False), "P2 mesa": _p2(True)}
 
 
 def train_step_for(loss_and_grads, optimizer, calls=None):
