@@ -1,9 +1,9 @@
 """Time one training step (forward + loss + backward) of tinynim, compiled tinynim, torch
 autograd and JAX, beside the machine's own limits.
 
-    python -m benchmarks.run [--only SUBSTR] [--repeat N] [--suite-repeats K] [--threads 1]
+    python -m benchmarks.run [--only SUBSTR] [--skip SUBSTR] [--repeat N] [--suite-repeats K] [--threads 1]
                              [--device cpu|cuda] [--dry-run] [--json PATH] [--results PATH]
-                             [--update-readme] [--quick] [--no-memory]
+                             [--update-readme] [--quick] [--no-memory] [--memory-of IMPL]
 
 Method
 ------
@@ -30,6 +30,8 @@ Method
   run; reported: peak resident set during them minus the resident set before, in MiB. glibc
   returns large blocks to the OS (``MALLOC_MMAP_THRESHOLD_``) so freed memory is not already
   resident; caching allocators (XLA) can still make this an underestimate. Linux only.
+  ``--memory-of tinynim --memory-of torch`` probes only the pair the memory goal compares
+  (each probe is a fresh interpreter: on a loaded machine they dominate the run).
 * Goals (issue 10), printed PASS/FAIL on medians, with the spread beside them: eager
   tinynim ÷ torch <= each case's ``goal_vs_torch``; tinynim-jit ÷ jax <= ``GOAL_JIT_VS_JAX``;
   tinynim's peak MiB <= torch's.
@@ -77,8 +79,9 @@ MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131
 ROOT = Path(benchmarks.__file__).parent.parent
 
 
-def load_cases(only: str | None = None) -> dict:
-    """``{"module/case": Case}`` for every bench module, filtered by substring."""
+def load_cases(only: str | None = None, skip=()) -> dict:
+    """``{"module/case": Case}`` for every bench module whose name contains `only` and none
+    of `skip` (substrings, case-insensitive)."""
     found = {}
     for info in pkgutil.iter_modules(benchmarks.__path__):
         if not info.name.startswith("bench_"):
@@ -86,7 +89,7 @@ def load_cases(only: str | None = None) -> dict:
         module = importlib.import_module(f"benchmarks.{info.name}")
         for case in module.CASES:
             full = f"{info.name.removeprefix('bench_')}/{case.name}"
-            if only is None or only.lower() in full.lower():
+            if (only is None or only.lower() in full.lower()) and not any(s.lower() in full.lower() for s in skip):
                 found[full] = case
     return found
 
@@ -312,7 +315,7 @@ def measure_memory(name: str, impl: str, device: str) -> float | None:
 
 def run_suite(cases, targets, impls_wanted, *, suite_repeats, repeat, warmup, block_s, memory, device) -> dict:
     """Everything the report needs: per case, per impl, the times of every round of every
-    suite repeat, the check, the peak memory."""
+    suite repeat, the check, the peak memory (of the implementations in `memory`)."""
     results = {}
     prepared = {}
     for name, case in cases.items():
@@ -335,7 +338,7 @@ def run_suite(cases, targets, impls_wanted, *, suite_repeats, repeat, warmup, bl
     if memory:
         for name in cases:
             for impl, res in results[name].items():
-                if "skipped" not in res:
+                if "skipped" not in res and impl in memory:
                     res["peak_mib"] = measure_memory(name, impl, device)
     return results
 
@@ -367,6 +370,7 @@ def dry_run(cases, targets, impls_wanted) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     ap.add_argument("--only", help="run only cases whose 'module/case' name contains this (case-insensitive)")
+    ap.add_argument("--skip", action="append", default=[], help="leave out cases whose name contains this (repeatable)")
     ap.add_argument("--repeat", type=int, default=None, help="timed rounds per implementation and run (default 15, quick 3)")
     ap.add_argument("--suite-repeats", type=int, default=1, help="run the whole suite this many times (RESULTS.md: 3)")
     ap.add_argument("--impl", action="append", choices=IMPLS, help="restrict to these implementations (repeatable)")
@@ -376,6 +380,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="check the plan for --device on CPU stand-ins, no timing")
     ap.add_argument("--quick", action="store_true", help="few rounds, short blocks: a smoke test, not a measurement")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--memory-of", action="append", choices=IMPLS,
+                    help="measure peak memory only for these implementations (repeatable; default all)")
     ap.add_argument("--json", type=Path, help="also write machine-readable results here")
     ap.add_argument("--results", type=Path, help="write the Markdown report here (benchmarks/RESULTS.md)")
     ap.add_argument("--update-readme", action="store_true", help="copy the report's summary block into README.md")
@@ -394,9 +400,9 @@ def main(argv=None) -> int:
     if args.memory_probe:
         print(memory_probe(*args.memory_probe, device=args.device))
         return 0
-    cases = load_cases(args.only)
+    cases = load_cases(args.only, args.skip)
     if not cases:
-        print(f"no benchmark case matches --only {args.only!r}", file=sys.stderr)
+        print(f"no benchmark case matches --only {args.only!r} without --skip {args.skip}", file=sys.stderr)
         return 2
     impls = tuple(args.impl or IMPLS)
     targets = plan(args.device, dry_run=args.dry_run)
@@ -407,7 +413,7 @@ def main(argv=None) -> int:
     repeat = args.repeat or (3 if args.quick else 15)
     results = run_suite(cases, targets, impls, suite_repeats=args.suite_repeats, repeat=repeat,
                         warmup=2 if args.quick else 3, block_s=(args.block_ms or (20 if args.quick else 200)) / 1e3,
-                        memory=not args.no_memory, device=args.device)
+                        memory=() if args.no_memory else tuple(args.memory_of or IMPLS), device=args.device)
     end = machine.probes()
     command = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
     run = report.Run(command=command, fingerprint=fingerprint, probes={"start": start, "end": end},
