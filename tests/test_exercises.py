@@ -80,7 +80,7 @@ def test_exercise_fails_blank_and_passes_solved(exercise, tmp_path, capsys, monk
 WRONG = {
     "linear": ("X.T @ G", "X.T @ G / 2"),                                  # a stray factor on dW
     "activations": ("1 - out * out", "1 - out"),                           # tanh' = 1 − out
-    "layernorm": ("- xp.mean(g, axis=-1, keepdims=True)", ""),             # forgets ∂μ/∂x
+    "layernorm": ("- mean_g - x_hat", "- x_hat"),                         # forgets ∂μ/∂x
     "softmax_attention": ("xp.sum(P * dP, axis=-1, keepdims=True)", "0"),  # elementwise softmax'
     "linear_self_attention": ("xp.sum(dA.mT @ r + A.mT @ dy, axis=1)", "xp.sum(A.mT @ dy, axis=1)"),
     "rnn_bptt": ("xp.flip(scan(lam, xp.flip(g, axis=1)), axis=1)", "scan(lam, g)"),   # forward in time
