@@ -32,10 +32,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import array_api_compat
 import numpy as np
 
-from tinynim.backend import asarray, namespace, zeros
+from tinynim.backend import asarray, namespace, numpy_backed, zeros
 from tinynim.nn.base import Layer
 from tinynim.random import as_rng
 
@@ -64,7 +63,7 @@ class LayerNorm(Layer):
         xp = self.check_input(x, min_ndim=1, last=self.d)
         self.check_params(params, x)
         xc = x - xp.mean(x, axis=-1, keepdims=True)                             # (..., d)
-        inv_sigma = self._inv_sigma_direct(xc) if array_api_compat.is_numpy_array(xc) else None
+        inv_sigma = self._inv_sigma_direct(xp, xc) if numpy_backed(xc) else None
         if inv_sigma is None:
             inv_sigma = self._inv_sigma(xp, xc)                                 # (..., 1)
         x_hat = xc * inv_sigma                                                  # (..., d)
@@ -79,11 +78,12 @@ class LayerNorm(Layer):
         r = math.sqrt(self.eps) / s
         return 1 / (s * xp.sqrt(xp.mean(xs * xs, axis=-1, keepdims=True) + r * r))  # (..., 1)
 
-    def _inv_sigma_direct(self, xc):
-        """1/√(mean(xc²) + eps) on NumPy arrays (fast), or None if a row's mean(xc²) overflowed."""
+    def _inv_sigma_direct(self, xp, xc):
+        """1/√(mean(xc²) + eps) on numpy-backed arrays (fast; eager, so the overflow check may
+        read a value), or None if a row's mean(xc²) overflowed."""
         with np.errstate(over="ignore"):                                        # detected just below
-            var = np.mean(xc * xc, axis=-1, keepdims=True)                      # (..., 1)
-        return 1 / np.sqrt(var + self.eps) if np.all(np.isfinite(var)) else None
+            var = xp.mean(xc * xc, axis=-1, keepdims=True)                      # (..., 1)
+        return 1 / xp.sqrt(var + self.eps) if bool(xp.all(xp.isfinite(var))) else None
 
     def backward(self, params, cache, dout):
         x_hat, inv_sigma = cache
