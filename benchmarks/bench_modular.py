@@ -5,7 +5,7 @@ W(ẑ) = Σ_m ẑ_m Θ_m (n = 8, ĥ = 16, M̂ = 6, o = 2), T = 64 tasks × B = 2
 random targets, float32. A step: K = 50 Adam steps (lr 0.03) on all 64 codes from one shared
 start (the inner loop), then the first-order outer gradient ∂_θ L at the inferred codes.
 
-* tinynim: ``infer_codes`` and the outer gradient of ``code_gradient`` (the hand-derived
+* tinynim: ``meta_step``: ``infer_codes`` and the outer gradient (the hand-derived
   HyperMLP backward, every task in one batched matmul per step), as a ``TinynimStep`` (pure in
   params and batch, so tinynim-jit compiles the whole step, the 50 inner steps unrolled);
 * torch: the same forward, ``torch.autograd.grad`` w.r.t. the codes at every inner step, a
@@ -53,15 +53,9 @@ def _adam(z, g, m, v, t):
 def _setup(impl):
     net, params, x, y, z0 = _problem()
     if impl == "tinynim":
-        from tasks.modular_teacher import code_gradient, infer_codes
-        from tinynim.backend import asarray, namespace
-
-        def meta_step(params_, batch, step):
-            x_, y_, z_start = batch
-            z, _ = infer_codes(net, params_, x_, y_, z_start, K, LR)
-            losses, _, grads = code_gradient(net, params_, x_, z, y_)     # first-order outer gradient
-            return namespace(losses).mean(losses), grads
-        return TinynimStep(meta_step, params, tuple(asarray(a, "float32") for a in (x, y, z0)))
+        from tasks.modular_teacher import meta_step
+        from tinynim.backend import asarray
+        return TinynimStep(meta_step(net, K, LR), params, tuple(asarray(a, "float32") for a in (x, y, z0)))
     flat = {k: f32(v) for k, v in host_flat(params).items()}
     if impl == "torch":
         import torch

@@ -277,6 +277,19 @@ def outer_gradient(net, params, x, z_hat, y):
     return float(namespace(losses).mean(losses)), grads
 
 
+def meta_step(net, inner_steps: int, inner_lr: float):
+    """One first-order meta step as a pure ``loss_and_grads(params, (x, y, z0), step)``:
+    :func:`infer_codes` from the shared start z0, then the outer gradient at the inferred codes
+    (mean task loss as an array, as :func:`outer_gradient` without its ``float``). Traceable:
+    ``tinynim.compile`` compiles it whole (the inner loop unrolled)."""
+    def loss_and_grads(params, batch, step):
+        x, y, z0 = batch
+        z, _ = infer_codes(net, params, x, y, z0, inner_steps, inner_lr)
+        losses, _, grads = code_gradient(net, params, x, z, y)
+        return namespace(losses).mean(losses), grads
+    return loss_and_grads
+
+
 def best_codes_linear(layer: HyperLinear, params, x, y):
     """argmin_ẑ ½ mean (x W(ẑ)/√n − y)² per task, in closed form (the student is linear in ẑ):
     features Φ_t[:, m] = vec(x_t Θ_m)/√n, ẑ_t = (Φ_tᵀ Φ_t)⁻¹ Φ_tᵀ vec(y_t).            (T, M)"""

@@ -20,6 +20,7 @@ from tinynim.tree import leaves_with_paths
 from tasks.gated_rnn_attention import RNNRegressor
 from tasks.icl_regression import LinearTransformer, sample
 from tasks.mesa_optimization import SequencePredictor, sequence_data, sequence_mse
+from tasks.modular_teacher import meta_step, network
 from tinynim.nn.recurrent import GatedLinearRNN
 
 RTOL = 1e-12
@@ -64,9 +65,17 @@ def _p2(mesa):
     return make
 
 
+def _p6():
+    model = network(3, 4, 5, 2)                               # HyperMLP student (P6, arXiv:2312.15001)
+    data = RNG(1)
+    batch = (data.normal((3, 8, 4)), data.normal((3, 8, 2)), data.normal((3,)))   # 3 tasks: x, y, z0
+    return model, meta_step(model, 4, 0.1), batch
+
+
 MODELS = {"MLP": _mlp, "TransformerBlock": _block, "P1 LinearTransformer": _p1, "P3 RNNRegressor": _p3_last,
           "GatedLinearRNN loop": _rnn_all("loop"), "GatedLinearRNN parallel": _rnn_all("parallel"),
-          "P2 deep LSA": _p2(False), "P2 mesa": _p2(True)}
+          "P2 deep LSA": _p2(False), "P2 mesa": _p2(True),
+          "P6 meta step": _p6}
 
 
 def train_step_for(loss_and_grads, optimizer, calls=None):
