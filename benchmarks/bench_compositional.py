@@ -8,7 +8,7 @@ and 8 queries (n = 4 inputs, o = 4 outputs), context tokens t = [x; y; 1]; encod
 ½ Σ (ŷ − y)² / B. The step is forward + loss + backward, no update.
 
 * tinynim: ``BottleneckICL`` (the encoder's, HyperMLP's and Linear's hand-derived backwards,
-  chained by hand);
+  chained by hand), as a ``TinynimStep`` (the tinynim-jit column compiles it);
 * torch: the same forward, ``torch.autograd.grad``;
 * JAX: ``jit(value_and_grad)`` of the same forward.
 
@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from benchmarks.common import Case, host_flat, jax_step, torch_step
+from benchmarks.common import F32, Case, TinynimStep, host_flat, jax_step, torch_step
 
 B, N, NQ, N_IN, O, D_Z, WIDTH = 64, 16, 8, 4, 4, 8, 32
 
@@ -49,13 +49,13 @@ def setup(impl):
     if impl == "tinynim":
         from tinynim.backend import asarray
         from tinynim.losses import mse
-        ep = asarray(episode, "float32")
 
-        def step():
-            pred, cache = model.forward(params, ep, n_context=N)
+        def loss_and_grads(params_, batch, step):
+            (ep,) = batch
+            pred, cache = model.forward(params_, ep, n_context=N)
             loss, dpred = mse(pred, ep[:, N:, N_IN:])
-            return loss, model.backward(params, cache, dpred)[1]
-        return step
+            return loss, model.backward(params_, cache, dpred)[1]
+        return TinynimStep(loss_and_grads, params, (asarray(episode, "float32"),))
     if impl == "torch":
         import torch
         return torch_step(lambda p, e: _loss(p, e, torch.relu, lambda h: h.mean(1), lambda a: torch.cat(a, -1),
@@ -68,5 +68,23 @@ def setup(impl):
     raise ValueError(impl)
 
 
+def _counts():
+    """Textbook counts. Forward MACs: φ's two layers B·N·(n+o+1)·w and B·N·w², ρ B·w·d_z, the
+    generated weights B·d_z·n·w, the queries' hidden layer B·NQ·n·w and readout B·NQ·w·o;
+    backward 2× (input and weight gradients; the episode's own gradient is not needed, and
+    is left in: a few % of the total): 3 × 2 flops per MAC. Bytes: the episode read,
+    parameters read and gradients written, and each activation the backward needs (φ's two
+    hidden layers B·N·w each, the generated W, the queries' hidden layer and output) written
+    and read once."""
+    w = WIDTH
+    macs = B * N * (N_IN + O + 1) * w + B * N * w * w + B * w * D_Z + B * D_Z * N_IN * w + B * NQ * N_IN * w + B * NQ * w * O
+    n_params = (N_IN + O + 2) * w + (w + 1) * w + (w + 1) * D_Z + D_Z * N_IN * w + w * O
+    acts = 2 * B * N * w + B * N_IN * w + B * NQ * (w + O)
+    return 3 * 2 * macs, F32 * (B * (N + NQ) * (N_IN + O) + 2 * n_params + 2 * acts)
+
+
+# A chain of small GEMMs with no structure beyond the layers' own: issue 10's goal for such
+# steps is eager tinynim <= 1.0x torch autograd.
 CASES = [Case("BottleneckStep", setup, info=f"B={B} episodes, {N} context + {NQ} queries, n={N_IN}, o={O}, "
-                                            f"d_z={D_Z}, width {WIDTH}; DeepSets encoder + hypernetwork MLP")]
+                                            f"d_z={D_Z}, width {WIDTH}; DeepSets encoder + hypernetwork MLP",
+              flops=_counts()[0], bytes=_counts()[1], goal_vs_torch=1.0)]
