@@ -74,9 +74,10 @@ BACKEND_PARAMS = _params()
 #   training steps run on jax, compiled and eager, in tests/test_compile.py.
 JAX_EXAMPLES = 1
 NOT_ON_JAX = frozenset({"test_analysis.py", "test_compositional_icl.py", "test_gated_rnn_attention.py",
-                        "test_icl_regression.py", "test_mesa_optimization.py", "test_modular_teacher.py",
-                        "test_mutants.py", "test_noisy_regression.py", "test_ntk_ensembles.py",
-                        "test_randomized_algorithms.py", "test_state_soup.py"})
+                        "test_icl_regression.py", "test_ipd.py", "test_learning_aware_pg.py",
+                        "test_mesa_optimization.py", "test_modular_teacher.py", "test_mutants.py",
+                        "test_noisy_regression.py", "test_ntk_ensembles.py", "test_randomized_algorithms.py",
+                        "test_state_soup.py"})
 
 
 def pytest_collection_modifyitems(config, items):
