@@ -1,0 +1,232 @@
+"""The hyperteacher few-shot comparison of Schug et al. 2024 (arXiv:2312.15001, Sec. 4.1):
+a linear hypernetwork against ANIL on held-out module combinations, at CPU scale.
+Work in progress, not part of the paper's claims: short first-order runs at this scale (1000
+outer steps, 8 tasks × 32 shots, 5 inner Adam steps) gave ANIL the higher OOD accuracy
+(0.57 vs 0.51), the opposite of Table A3; the paper's runs are second order, 200k steps."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import NamedTuple
+
+import array_api_compat
+import numpy as np
+
+from tinynim.backend import asarray, namespace, zeros
+from tinynim.experiment import scaled
+from tinynim.losses import log_softmax
+from tinynim.nn import ACTIVATIONS, MLP, HyperMLP, Layer
+from tinynim.optim import Adam
+from tinynim.random import RNG, as_rng
+from tinynim.train import fit
+
+from tasks.modular_teacher import code_gradient, infer_codes, masks_from, soft_cross_entropy_per_task
+
+
+# -- the hyperteacher and the few-shot comparison (paper Sec. 4.1), at CPU scale ----------------
+
+class AnilNetCache(NamedTuple):
+    features: tuple     # the feature MLP's cache
+    relu: object        # the ReLU's cache
+    a: object           # (T, B, F) the features g(x)
+    W: object           # (T, F, o) the per-task heads
+
+
+class AnilNet(Layer):
+    """ANIL (Raghu et al., arXiv:1909.09157), the paper's monolithic baseline: shared features
+    g(x) = φ(MLP(x)) (NTK parametrisation, φ = ReLU by default) and a per-task linear head W_t, the fast input::
+
+        f(x; W_t) = g(x) W_t / √F          x: (T, B, d)  W: (T, F, o)  out: (T, B, o)
+
+    Backward: dW_t = g(x_t)ᵀ G_t / √F, dg = G Wᵀ / √F, then ReLU's and the MLP's backward.
+    Input ``(x, W)`` like a hypernetwork's ``(x, z)``, so one inner loop adapts both."""
+
+    def __init__(self, sizes, d_out: int, activation: str = "relu"):
+        self.features = MLP(sizes, activation=activation, parametrization="ntk")
+        self.relu = ACTIVATIONS[activation]()
+        self.F, self.d_out = sizes[-1], d_out
+        self.check_sizes(d_out=d_out)
+
+    @property
+    def param_shapes(self):
+        return {"features": self.features.param_shapes}
+
+    def init(self, rng, *, dtype=None, backend=None):
+        return {"features": self.features.init(rng, dtype=dtype, backend=backend)}
+
+    def forward(self, params, x):
+        if not isinstance(x, tuple) or len(x) != 2:
+            raise TypeError(f"{self.name}: expected x = (inputs, W), got {type(x).__name__}")
+        inputs, W = x
+        self.check_input(inputs, ndim=3, what="inputs")
+        self.check_input(W, ndim=3, what="W", like=inputs)
+        if tuple(W.shape) != (inputs.shape[0], self.F, self.d_out):
+            raise ValueError(f"{self.name}: expected W of shape ({inputs.shape[0]}, {self.F}, {self.d_out}), "
+                             f"got shape {tuple(W.shape)}")
+        self.check_params(params, inputs)
+        h, c_features = self.features.forward(params["features"], inputs)
+        a, c_relu = self.relu.forward({}, h)                                  # (T, B, F)
+        return (a @ W) / math.sqrt(self.F), AnilNetCache(c_features, c_relu, a, W)
+
+    def backward(self, params, cache, dout):
+        c_features, c_relu, a, W = cache
+        self.check_dout(dout, tuple(a.shape[:2]) + (self.d_out,))
+        xp = namespace(dout)
+        dW = (xp.matrix_transpose(a) @ dout) / math.sqrt(self.F)              # (T, F, o)
+        dh, _ = self.relu.backward({}, c_relu, (dout @ xp.matrix_transpose(W)) / math.sqrt(self.F))
+        dx, g = self.features.backward(params["features"], c_features, dh)
+        return (dx, dW), {"features": g}
+
+    @staticmethod
+    def examples(rng):
+        rng = as_rng(rng)
+        return {"default": (AnilNet([3, 5, 4], 2, activation="tanh"), (rng.normal((2, 6, 3)), rng.normal((2, 4, 2))), {})}
+
+
+@dataclasses.dataclass(frozen=True)
+class FewShot:
+    """The hyperteacher (official metax/data/dataset/teacher.py), scaled for a CPU, and one
+    meta-learner on it. Teacher: HyperMLP(2M, [n_in, hidden, hidden, hidden, classes]) with the
+    two hidden layers generated from the concatenation of two K-hot codes (one per layer, each
+    with 1..K hot entries), input and output layers shared; a fixed fraction of the C² layer-code
+    combinations is held out (OOD). Targets: softmax of the teacher logits, normalised per task
+    and class over 1000 fixed inputs, at temperature 0.1. Learner "hnet": a linear hypernetwork
+    student with the same layout and a code of M̂ entries, adapted by Adam on the code from one
+    shared start; "anil": :class:`AnilNet`, adapted by Adam on its head from a learned
+    initial head. Both: first-order outer gradient on the query set (our setting; the official
+    runs are second order)."""
+    learner: str = "hnet"
+    M: int = 4
+    K: int = 2
+    n_in: int = 8
+    hidden: int = 16
+    classes: int = 4
+    shots: int = 64
+    frac_ood: float = 0.25
+    temperature: float = 0.1
+    width: int = 32                 # the student's hidden width (hnet) / feature width (anil)
+    M_student: int = 16
+    tasks_per_step: int = 16
+    steps: int = 2000
+    lr: float = 3e-3
+    inner_steps: int = 10
+    inner_lr: float = 0.1
+    seed: int = 0
+
+    def reseeded(self, offset: int) -> "FewShot":
+        return dataclasses.replace(self, seed=self.seed + offset)
+
+
+def layer_codes(M: int, K: int) -> np.ndarray:
+    """Every code with 1..K hot entries (value 1) over M modules: (C, M), C = Σ_{k≤K} binom(M, k)."""
+    return masks_from([c for k in range(1, K + 1) for c in itertools.combinations(range(M), k)], M)
+
+
+class Hyperteacher(NamedTuple):
+    net: HyperMLP           # the teacher network
+    params: dict
+    codes: np.ndarray       # (C², 2M) host: every pair of layer codes
+    train: np.ndarray       # indices of the training combinations
+    ood: np.ndarray         # indices of the held-out combinations
+    mu: object              # (C², 1, classes) teacher logit mean per task and class
+    sd: object              # (C², 1, classes) and standard deviation (over 1000 fixed inputs)
+
+
+def hyperteacher(fs: FewShot) -> Hyperteacher:
+    """The teacher, every pair of layer codes, a fixed random fraction frac_ood of them held
+    out, and the per-task logit statistics over 1000 fixed inputs U[−1, 1] (RNG(seed + 2))
+    that normalise the targets, as the official generator does."""
+    net = HyperMLP(2 * fs.M, [fs.n_in, fs.hidden, fs.hidden, fs.hidden, fs.classes],
+                   generated=(False, True, True, False))
+    params = net.init(RNG(fs.seed))
+    c = layer_codes(fs.M, fs.K)
+    codes = np.concatenate([np.repeat(c, len(c), axis=0), np.tile(c, (len(c), 1))], axis=1)   # (C², 2M)
+    order = np.random.default_rng(fs.seed + 1).permutation(len(codes))
+    n_ood = int(round(fs.frac_ood * len(codes)))
+    ref = RNG(fs.seed + 2).uniform((1, 1000, fs.n_in), -1.0, 1.0)
+    xp = namespace(ref)
+    logits = net(params, (xp.broadcast_to(ref, (len(codes), 1000, fs.n_in)), asarray(codes)))
+    return Hyperteacher(net, params, codes, np.sort(order[n_ood:]), np.sort(order[:n_ood]),
+                        xp.mean(logits, axis=1, keepdims=True), xp.std(logits, axis=1, keepdims=True))
+
+
+def few_shot_targets(fs: FewShot, teacher: Hyperteacher, x, idx):
+    """softmax(((logits − μ_t)/σ_t) / temperature) for the tasks idx (host ints) at x (T, B, n_in)."""
+    xp = namespace(x)
+    at = xp.asarray(idx, dtype=xp.int64, device=array_api_compat.device(x))
+    logits = teacher.net(teacher.params, (x, asarray(teacher.codes[idx])))
+    mu, sd = xp.take(teacher.mu, at, axis=0), xp.take(teacher.sd, at, axis=0)
+    return xp.exp(log_softmax((logits - mu) / (sd * fs.temperature)))
+
+
+def few_shot_learner(fs: FewShot):
+    """(network, slow params, fast start): the learner of `fs` (FewShot docstring)."""
+    rng = RNG(fs.seed + 3)
+    if fs.learner == "hnet":
+        net = HyperMLP(fs.M_student, [fs.n_in, fs.width, fs.width, fs.width, fs.classes],
+                       generated=(False, True, True, False))
+        return net, {"net": net.init(rng)}, rng.normal((fs.M_student,))
+    if fs.learner == "anil":
+        net = AnilNet([fs.n_in, fs.width, fs.width], fs.classes)
+        return net, {"net": net.init(rng), "head": zeros((fs.width, fs.classes))}, None
+    raise ValueError(f"few_shot_learner: learner must be 'hnet' or 'anil', got {fs.learner!r}")
+
+
+def _episode(fs, teacher, rng, idx):
+    """Support and query sets of the tasks idx (host ints): ((x_s, y_s), (x_q, y_q))."""
+    sets = []
+    for _ in range(2):
+        x = rng.uniform((len(idx), fs.shots, fs.n_in), -1.0, 1.0)
+        sets.append((x, few_shot_targets(fs, teacher, x, idx)))
+    return sets
+
+
+def _adapt(fs, net, slow, start, x, y):
+    """The inner loop: Adam on each task's code (hnet) or head (anil) on its support set."""
+    start = slow["head"] if fs.learner == "anil" else start
+    fast, _ = infer_codes(net, slow["net"], x, y, start, fs.inner_steps, fs.inner_lr,
+                          loss=soft_cross_entropy_per_task)
+    return fast
+
+
+def few_shot_train(fs: FewShot, *, quick_mode=None, log=None):
+    """First-order meta-training: each step draws tasks_per_step training tasks, adapts on the
+    support set, and steps the slow params along ∂_θ of the query loss at the adapted fast
+    params (for ANIL's initial head: the mean of the tasks' head gradients, first-order MAML).
+    Returns (:class:`Hyperteacher`, learner (net, slow, start), history)."""
+    teacher = hyperteacher(fs)
+    net, slow, start = few_shot_learner(fs)
+    rng = RNG(fs.seed + 4)
+
+    def loss_and_grads(slow, step):
+        idx = teacher.train[rng.integers(0, len(teacher.train), (fs.tasks_per_step,), host=True)]
+        (xs, ys), (xq, yq) = _episode(fs, teacher, rng, idx)
+        fast = _adapt(fs, net, slow, start, xs, ys)
+        losses, dfast, grads = code_gradient(net, slow["net"], xq, fast, yq, soft_cross_entropy_per_task)
+        out = {"net": grads}
+        if "head" in slow:
+            out["head"] = namespace(dfast).mean(dfast, axis=0)
+        return namespace(losses).mean(losses), out
+
+    steps = scaled(fs.steps, quick_mode=quick_mode)
+    slow, history = fit(lambda p, batch, step: loss_and_grads(p, step), slow, Adam(fs.lr, clip_norm=1.0),
+                        steps=steps, log=log, log_every=max(steps // 5, 1))
+    return teacher, (net, slow, start), history
+
+
+def few_shot_accuracy(fs, teacher: Hyperteacher, learner, idx, seed: int = 0) -> float:
+    """Query accuracy (argmax of the prediction = argmax of the soft target) after adapting
+    on each task's support set, over the tasks idx (host ints)."""
+    net, slow, start = learner
+    (xs, ys), (xq, yq) = _episode(fs, teacher, RNG(20_000 + seed), idx)
+    pred = net(slow["net"], (xq, _adapt(fs, net, slow, start, xs, ys)))
+    xp = namespace(pred)
+    return float(xp.mean(xp.astype(xp.argmax(pred, axis=-1) == xp.argmax(yq, axis=-1), pred.dtype)))
+
+
+def few_shot_metrics(fs: FewShot, *, quick_mode=None, log=None) -> dict:
+    """Query accuracy on the training combinations and on the held-out ones (OOD)."""
+    teacher, learner, _ = few_shot_train(fs, quick_mode=quick_mode, log=log)
+    return {"train_acc": few_shot_accuracy(fs, teacher, learner, teacher.train),
+            "ood_acc": few_shot_accuracy(fs, teacher, learner, teacher.ood)}
