@@ -166,10 +166,13 @@ def few_shot_learner(fs: FewShot):
     if fs.learner == "hnet":
         net = HyperMLP(fs.M_student, [fs.n_in, fs.width, fs.width, fs.width, fs.classes],
                        generated=(False, True, True, False))
-        return net, {"net": net.init(rng)}, rng.normal((fs.M_student,))
+        params = net.init(rng)
+        for i in ("1", "2"):                    # bank std 1/√M̂: W(ẑ) of O(1) entries for a code of O(1) entries
+            params[i] = {"Theta": params[i]["Theta"] / math.sqrt(fs.M_student)}
+        return net, {"net": params, "start": rng.normal((fs.M_student,))}
     if fs.learner == "anil":
         net = AnilNet([fs.n_in, fs.width, fs.width], fs.classes)
-        return net, {"net": net.init(rng), "head": zeros((fs.width, fs.classes))}, None
+        return net, {"net": net.init(rng), "start": zeros((fs.width, fs.classes))}
     raise ValueError(f"few_shot_learner: learner must be 'hnet' or 'anil', got {fs.learner!r}")
 
 
@@ -182,12 +185,23 @@ def _episode(fs, teacher, rng, idx):
     return sets
 
 
-def _adapt(fs, net, slow, start, x, y):
-    """The inner loop: Adam on each task's code (hnet) or head (anil) on its support set."""
-    start = slow["head"] if fs.learner == "anil" else start
-    fast, _ = infer_codes(net, slow["net"], x, y, start, fs.inner_steps, fs.inner_lr,
+def _adapt(fs, net, slow, x, y):
+    """The inner loop: Adam on each task's code (hnet) or head (anil) on its support set,
+    from the learned start shared by all tasks."""
+    fast, _ = infer_codes(net, slow["net"], x, y, slow["start"], fs.inner_steps, fs.inner_lr,
                           loss=soft_cross_entropy_per_task)
     return fast
+
+
+def query_gradients(fs: FewShot, net, slow, support, query):
+    """First-order meta-gradient of one episode: adapt the fast inputs on the support set
+    (x_s, y_s), then (mean query loss, grads) with the adapted fast inputs held fixed:
+    ∂_θ of the mean query loss for the network, and for the shared start the mean over tasks
+    of dL_t/dfast_t at the adapted point (first-order MAML, arXiv:1703.03400)."""
+    fast = _adapt(fs, net, slow, *support)
+    losses, dfast, grads = code_gradient(net, slow["net"], query[0], fast, query[1], soft_cross_entropy_per_task)
+    xp = namespace(losses)
+    return xp.mean(losses), {"net": grads, "start": xp.mean(dfast, axis=0)}
 
 
 def few_shot_train(fs: FewShot, *, quick_mode=None, log=None):
@@ -196,31 +210,25 @@ def few_shot_train(fs: FewShot, *, quick_mode=None, log=None):
     params (for ANIL's initial head: the mean of the tasks' head gradients, first-order MAML).
     Returns (:class:`Hyperteacher`, learner (net, slow, start), history)."""
     teacher = hyperteacher(fs)
-    net, slow, start = few_shot_learner(fs)
+    net, slow = few_shot_learner(fs)
     rng = RNG(fs.seed + 4)
 
     def loss_and_grads(slow, step):
         idx = teacher.train[rng.integers(0, len(teacher.train), (fs.tasks_per_step,), host=True)]
-        (xs, ys), (xq, yq) = _episode(fs, teacher, rng, idx)
-        fast = _adapt(fs, net, slow, start, xs, ys)
-        losses, dfast, grads = code_gradient(net, slow["net"], xq, fast, yq, soft_cross_entropy_per_task)
-        out = {"net": grads}
-        if "head" in slow:
-            out["head"] = namespace(dfast).mean(dfast, axis=0)
-        return namespace(losses).mean(losses), out
+        return query_gradients(fs, net, slow, *_episode(fs, teacher, rng, idx))
 
     steps = scaled(fs.steps, quick_mode=quick_mode)
     slow, history = fit(lambda p, batch, step: loss_and_grads(p, step), slow, Adam(fs.lr, clip_norm=1.0),
                         steps=steps, log=log, log_every=max(steps // 5, 1))
-    return teacher, (net, slow, start), history
+    return teacher, (net, slow), history
 
 
 def few_shot_accuracy(fs, teacher: Hyperteacher, learner, idx, seed: int = 0) -> float:
     """Query accuracy (argmax of the prediction = argmax of the soft target) after adapting
     on each task's support set, over the tasks idx (host ints)."""
-    net, slow, start = learner
+    net, slow = learner
     (xs, ys), (xq, yq) = _episode(fs, teacher, RNG(20_000 + seed), idx)
-    pred = net(slow["net"], (xq, _adapt(fs, net, slow, start, xs, ys)))
+    pred = net(slow["net"], (xq, _adapt(fs, net, slow, xs, ys)))
     xp = namespace(pred)
     return float(xp.mean(xp.astype(xp.argmax(pred, axis=-1) == xp.argmax(yq, axis=-1), pred.dtype)))
 
