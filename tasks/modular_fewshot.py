@@ -1,8 +1,15 @@
-"""The hyperteacher few-shot comparison of Schug et al. 2024 (arXiv:2312.15001, Sec. 4.1):
-a linear hypernetwork against ANIL on held-out module combinations, at CPU scale.
-Work in progress, not part of the paper's claims: short first-order runs at this scale (1000
-outer steps, 8 tasks × 32 shots, 5 inner Adam steps) gave ANIL the higher OOD accuracy
-(0.57 vs 0.51), the opposite of Table A3; the paper's runs are second order, 200k steps."""
+"""The hyperteacher few-shot comparison of Schug et al. 2024 (arXiv:2312.15001, Sec. 4.1,
+Tables A2–A8): a linear hypernetwork against ANIL on held-out module combinations, at CPU scale.
+
+Teacher (official ``metax/data/dataset/teacher.py``, scaled down): an MLP whose two hidden
+layers are generated, by one linear map, from the concatenation of two K-hot layer codes over
+M modules; every pair of layer codes is a task, a fixed 25 % of the pairs is held out (OOD).
+Targets are soft: softmax of the teacher logits normalised per task and class, at T = 0.1.
+Learners: a linear hypernetwork (:class:`~tinynim.nn.HyperMLP`, the fast input is its code)
+and ANIL (:class:`AnilNet`, the fast input is its linear head), both adapted by Adam from a
+learned shared start on each task's support set and meta-trained *first order* on the query
+set (our setting; the official runs are second order, 200k outer steps, widths 128–512).
+Measured by :func:`comparison`; the claims are in tasks/modular_teacher.py (P6.hyperteacher.*)."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +20,7 @@ from typing import NamedTuple
 import array_api_compat
 import numpy as np
 
-from tinynim.backend import asarray, namespace, zeros
+from tinynim.backend import asarray, namespace, use_dtype, zeros
 from tinynim.experiment import scaled
 from tinynim.losses import log_softmax
 from tinynim.nn import ACTIVATIONS, MLP, HyperMLP, Layer
@@ -93,9 +100,10 @@ class FewShot:
     combinations is held out (OOD). Targets: softmax of the teacher logits, normalised per task
     and class over 1000 fixed inputs, at temperature 0.1. Learner "hnet": a linear hypernetwork
     student with the same layout and a code of M̂ entries, adapted by Adam on the code from one
-    shared start; "anil": :class:`AnilNet`, adapted by Adam on its head from a learned
+    shared start (its generated modules at std 1/√M̂, like the official bank, so that W(ẑ) has
+    O(1) entries); "anil": :class:`AnilNet`, adapted by Adam on its head from a learned
     initial head. Both: first-order outer gradient on the query set (our setting; the official
-    runs are second order)."""
+    runs are second order). :data:`LEARNERS` sets each learner's inner loop for the claims."""
     learner: str = "hnet"
     M: int = 4
     K: int = 2
@@ -108,7 +116,7 @@ class FewShot:
     width: int = 32                 # the student's hidden width (hnet) / feature width (anil)
     M_student: int = 16
     tasks_per_step: int = 16
-    steps: int = 2000
+    steps: int = 500
     lr: float = 3e-3
     inner_steps: int = 10
     inner_lr: float = 0.1
@@ -161,7 +169,8 @@ def few_shot_targets(fs: FewShot, teacher: Hyperteacher, x, idx):
 
 
 def few_shot_learner(fs: FewShot):
-    """(network, slow params, fast start): the learner of `fs` (FewShot docstring)."""
+    """(network, slow params {"net", "start"}): the learner of `fs` (FewShot docstring);
+    "start" is the fast input every task's inner loop starts from (a code, or a head)."""
     rng = RNG(fs.seed + 3)
     if fs.learner == "hnet":
         net = HyperMLP(fs.M_student, [fs.n_in, fs.width, fs.width, fs.width, fs.classes],
@@ -208,7 +217,7 @@ def few_shot_train(fs: FewShot, *, quick_mode=None, log=None):
     """First-order meta-training: each step draws tasks_per_step training tasks, adapts on the
     support set, and steps the slow params along ∂_θ of the query loss at the adapted fast
     params (for ANIL's initial head: the mean of the tasks' head gradients, first-order MAML).
-    Returns (:class:`Hyperteacher`, learner (net, slow, start), history)."""
+    Returns (:class:`Hyperteacher`, learner (net, slow), history)."""
     teacher = hyperteacher(fs)
     net, slow = few_shot_learner(fs)
     rng = RNG(fs.seed + 4)
@@ -223,10 +232,12 @@ def few_shot_train(fs: FewShot, *, quick_mode=None, log=None):
     return teacher, (net, slow), history
 
 
-def few_shot_accuracy(fs, teacher: Hyperteacher, learner, idx, seed: int = 0) -> float:
+def few_shot_accuracy(fs, teacher: Hyperteacher, learner, idx, seed: int = 0, min_tasks: int = 64) -> float:
     """Query accuracy (argmax of the prediction = argmax of the soft target) after adapting
-    on each task's support set, over the tasks idx (host ints)."""
+    on each task's support set, over the tasks idx (host ints), each drawn as often as
+    needed for at least `min_tasks` episodes (K = 1 holds out only 4 combinations)."""
     net, slow = learner
+    idx = np.repeat(idx, -(-min_tasks // len(idx)))
     (xs, ys), (xq, yq) = _episode(fs, teacher, RNG(20_000 + seed), idx)
     pred = net(slow["net"], (xq, _adapt(fs, net, slow, xs, ys)))
     xp = namespace(pred)
@@ -238,3 +249,27 @@ def few_shot_metrics(fs: FewShot, *, quick_mode=None, log=None) -> dict:
     teacher, learner, _ = few_shot_train(fs, quick_mode=quick_mode, log=log)
     return {"train_acc": few_shot_accuracy(fs, teacher, learner, teacher.train),
             "ood_acc": few_shot_accuracy(fs, teacher, learner, teacher.ood)}
+
+
+# -- the comparison of the claims ------------------------------------------------------------
+
+LEARNERS = {"hnet": dict(learner="hnet", inner_lr=0.3), "anil": dict(learner="anil", inner_lr=0.1, inner_steps=30)}
+COMPARISONS = {"hyperteacher": FewShot(K=2), "hyperteacher_k1": FewShot(K=1)}
+
+
+def comparison(name: str, *, quick_mode=None, log=None, seed_offset: int = 0) -> dict:
+    """Both learners (:data:`LEARNERS`) on the teacher and split of ``COMPARISONS[name]``
+    (seed shifted by seed_offset), float32: ``{hnet_train, hnet_ood, anil_train, anil_ood,
+    ood_gap, hnet_gen_gap}``, accuracies in [0, 1], ood_gap = hnet_ood − anil_ood,
+    hnet_gen_gap = hnet_train − hnet_ood."""
+    if name not in COMPARISONS:
+        raise ValueError(f"comparison: unknown experiment {name!r}; known: {tuple(COMPARISONS)}")
+    out = {}
+    with use_dtype("float32"):
+        for learner, settings in LEARNERS.items():
+            fs = dataclasses.replace(COMPARISONS[name].reseeded(seed_offset), **settings)
+            m = few_shot_metrics(fs, quick_mode=quick_mode, log=log)
+            out[f"{learner}_train"], out[f"{learner}_ood"] = m["train_acc"], m["ood_acc"]
+    out["ood_gap"] = out["hnet_ood"] - out["anil_ood"]
+    out["hnet_gen_gap"] = out["hnet_train"] - out["hnet_ood"]
+    return out

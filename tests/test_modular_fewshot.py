@@ -15,7 +15,7 @@ from hypothesis import given, strategies as st
 
 from tinynim.backend import asarray
 from tinynim.random import RNG
-from tasks.modular_fewshot import (AnilNet, FewShot, few_shot_learner, few_shot_targets, hyperteacher,
+from tasks.modular_fewshot import (AnilNet, FewShot, comparison, few_shot_learner, few_shot_targets, hyperteacher,
                                    layer_codes, query_gradients)
 from tasks.modular_teacher import soft_cross_entropy_per_task
 from helpers import assert_gradients, host
@@ -120,3 +120,8 @@ def test_start_gradient_is_mean_query_gradient(f64, learner):
     eps = 1e-6
     fd = (loss(slow["start"] + eps * V) - loss(slow["start"] - eps * V)) / (2 * eps)
     assert abs(fd - float(np.sum(host(grads["start"]) * host(V)))) <= 1e-7 * (1 + abs(fd))
+
+
+def test_comparison_rejects_unknown_experiment():
+    with pytest.raises(ValueError, match="comparison: unknown experiment 'nope'"):
+        comparison("nope")
