@@ -20,7 +20,7 @@ from typing import NamedTuple
 import array_api_compat
 import numpy as np
 
-from tinynim.backend import asarray, namespace, use_dtype, zeros
+from tinynim.backend import asarray, namespace, zeros
 from tinynim.experiment import scaled
 from tinynim.losses import log_softmax
 from tinynim.nn import ACTIVATIONS, MLP, HyperMLP, Layer
@@ -259,17 +259,16 @@ COMPARISONS = {"hyperteacher": FewShot(K=2), "hyperteacher_k1": FewShot(K=1)}
 
 def comparison(name: str, *, quick_mode=None, log=None, seed_offset: int = 0) -> dict:
     """Both learners (:data:`LEARNERS`) on the teacher and split of ``COMPARISONS[name]``
-    (seed shifted by seed_offset), float32: ``{hnet_train, hnet_ood, anil_train, anil_ood,
-    ood_gap, hnet_gen_gap}``, accuracies in [0, 1], ood_gap = hnet_ood − anil_ood,
-    hnet_gen_gap = hnet_train − hnet_ood."""
+    (seed shifted by seed_offset), in the active dtype (the claims: float32):
+    ``{hnet_train, hnet_ood, anil_train, anil_ood, ood_gap, hnet_gen_gap}``, accuracies in
+    [0, 1], ood_gap = hnet_ood − anil_ood, hnet_gen_gap = hnet_train − hnet_ood."""
     if name not in COMPARISONS:
         raise ValueError(f"comparison: unknown experiment {name!r}; known: {tuple(COMPARISONS)}")
     out = {}
-    with use_dtype("float32"):
-        for learner, settings in LEARNERS.items():
-            fs = dataclasses.replace(COMPARISONS[name].reseeded(seed_offset), **settings)
-            m = few_shot_metrics(fs, quick_mode=quick_mode, log=log)
-            out[f"{learner}_train"], out[f"{learner}_ood"] = m["train_acc"], m["ood_acc"]
+    for learner, settings in LEARNERS.items():
+        fs = dataclasses.replace(COMPARISONS[name].reseeded(seed_offset), **settings)
+        m = few_shot_metrics(fs, quick_mode=quick_mode, log=log)
+        out[f"{learner}_train"], out[f"{learner}_ood"] = m["train_acc"], m["ood_acc"]
     out["ood_gap"] = out["hnet_ood"] - out["anil_ood"]
     out["hnet_gen_gap"] = out["hnet_train"] - out["hnet_ood"]
     return out
