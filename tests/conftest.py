@@ -75,7 +75,7 @@ BACKEND_PARAMS = _params()
 JAX_EXAMPLES = 1
 NOT_ON_JAX = frozenset({"test_analysis.py", "test_compositional_icl.py", "test_gated_rnn_attention.py",
                         "test_icl_regression.py", "test_ipd.py", "test_learning_aware_pg.py",
-                        "test_mesa_optimization.py", "test_modular_teacher.py", "test_mutants.py",
+                        "test_mesa_optimization.py", "test_modular_fewshot.py", "test_modular_teacher.py", "test_mutants.py",
                         "test_noisy_regression.py", "test_ntk_ensembles.py", "test_randomized_algorithms.py",
                         "test_state_soup.py"})
 
