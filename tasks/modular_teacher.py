@@ -558,7 +558,7 @@ CLAIMS += (
            statement=f"{_HT_RUN}, K = 2: hypernetwork OOD accuracy − ANIL OOD accuracy: the paper's ordering does NOT "
                      f"reproduce at this scale",
            why=f"{_HT_STATS}; this test fails, i.e. detects the paper's ordering, once the hypernetwork catches up "
-               f"(seed 0 alone: 0.48 at 300, 0.60 at 1000, 0.62 at 2500 outer steps, ANIL ≈ 0.66)", **_HT),
+               f"(seed 0: 0.60 at 1000, 0.62 at 2500 outer steps, then unstable: 0.48 at 5000; ANIL 0.69 at 2500)", **_HT),
     _CLAIM(id="P6.hyperteacher.k1", observed=(-0.2244, -0.1589), metric="ood_gap", bound=("<", 0.0),
            reference="< 0 (Table A3: −26.1 points)", source="paper Table A3, M = 4, K = 1 (ours: CPU scale)",
            experiment="hyperteacher_k1",
