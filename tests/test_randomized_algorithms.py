@@ -305,3 +305,19 @@ def test_colouring_bad_input(f64):
         layer.forward(layer.init(RNG(0)), RNG(1).normal((2, 5, 3)), adj=asarray(circulant(4)))
     with pytest.raises(ValueError, match=r"circulant: need n >= 3 and jumps in \[1, n//2\], got n=6, jumps=\(4,\)"):
         circulant(6, (4,))
+
+
+@given(L=st.integers(1, 12), m=st.integers(1, 5), P=st.integers(1, 3), seed=seeds)
+def test_cow_losses_follow_the_chosen_sweep(backend, L, m, P, seed):
+    """Each seed picks a sweep (left first iff wᵀr + b > 0); the losses are that sweep's steps
+    to every goal ÷ 3L (the cow_path matrix column), for a single policy and a population."""
+    from tasks.randomized_algorithms import cow_losses, left_first
+    rng = np.random.default_rng(seed)
+    w, b, r = rng.standard_normal((P, 3)), rng.standard_normal((P, 1)), rng.standard_normal((m, 3))
+    A, _ = cow_path(L)
+    left = (r @ w.T + b[:, 0]).T > 0                                                    # (P, m)
+    expected = np.where(left[:, None, :], A[None, :, 1:], A[None, :, :1]) / (3 * L)     # (P, 2L, m)
+    pop = {"w": asarray(w), "b": asarray(b)}
+    assert np.array_equal(host(left_first(pop, asarray(r))), left.astype(float))
+    assert_close(cow_losses(pop, asarray(r), L), expected, EXACT, "cow losses")
+    assert_close(cow_losses({"w": asarray(w[0]), "b": asarray(b[0])}, asarray(r), L), expected[0], EXACT, "one policy")
