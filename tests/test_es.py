@@ -117,6 +117,41 @@ def test_rank_shaping_is_invariant_to_increasing_transforms(f64):
 
 def test_centered_ranks():
     np.testing.assert_allclose(centered_ranks(np.array([3.0, -1.0, 10.0, 0.5])), [1 / 6, -0.5, 0.5, -1 / 6])
+    np.testing.assert_allclose(centered_ranks(np.array([2.0, 1.0, 2.0, 0.0])), [1 / 3, -1 / 6, 1 / 3, -0.5])
+    with pytest.raises(ValueError, match=r"centered_ranks: need at least 2 losses, got shape \(1,\)"):
+        centered_ranks(np.array([1.0]))
+
+
+@given(n=st.integers(2, 40), levels=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_centered_ranks_average_ties(backend, n, levels, seed):
+    """Losses drawn from a few values (many ties): the ranks are scipy's average ranks,
+    rescaled; they sum to 0 and relabelling the members relabels the ranks (no dependence
+    on position). Exact: half-integers over n − 1 (tolerance 1e-12 for the division)."""
+    from scipy.stats import rankdata
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, levels, (2, n)).astype(np.float64)
+    got = host(centered_ranks(backend.asarray(x)))
+    np.testing.assert_allclose(got, (rankdata(x.ravel(), method="average").reshape(2, n) - 1) / (2 * n - 1) - 0.5,
+                               rtol=0, atol=1e-12)
+    assert abs(got.sum()) <= 1e-12
+    perm = rng.permutation(2 * n)
+    np.testing.assert_allclose(host(centered_ranks(backend.asarray(x.ravel()[perm]))), got.ravel()[perm], rtol=0, atol=1e-12)
+
+
+def test_all_tied_population_gets_no_gradient(f64):
+    """A constant loss: every member ties, every centred rank is 0, the rank-shaped estimate is
+    exactly 0 (it was a spurious direction when ties were broken by position)."""
+    theta = {"x": f64.asarray(np.arange(5.0))}
+    grads, _ = es_gradient(lambda p: 1.0, theta, RNG(0), sigma=0.1, n_pairs=6)
+    np.testing.assert_array_equal(host(grads["x"]), np.zeros(5))
+
+
+def test_centered_ranks_trace_under_jit():
+    """Traceable: the same ranks from jax.jit (no value-dependent Python branch)."""
+    jax = pytest.importorskip("jax")
+    x = np.array([0.5, 2.0, 0.5, -1.0, 2.0, 2.0])
+    got = np.asarray(jax.jit(centered_ranks)(jax.numpy.asarray(x)))
+    np.testing.assert_allclose(got, centered_ranks(x), rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow

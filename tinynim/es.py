@@ -9,7 +9,8 @@ an unbiased estimate of the gradient of the Gaussian-smoothed loss E[L(θ + σε
 (exactly ∇L for a quadratic, whose even terms cancel within a pair).
 
 Rank shaping replaces every loss by its centred rank among all 2n losses,
-u = rank/(2n − 1) − ½ ∈ [−½, ½] (0 for the smallest loss), then applies the same formula:
+u = rank/(2n − 1) − ½ ∈ [−½, ½] (rank 0 for the smallest loss; tied losses share their
+average rank, so equal losses carry no direction), then applies the same formula:
 invariant to any increasing transform of L and robust to outliers, it estimates a
 *direction*, not the gradient's magnitude (combine it with Adam, not plain SGD).
 
@@ -27,11 +28,28 @@ from tinynim.random import RNG, as_rng
 from tinynim.tree import flatten, unflatten
 
 
-def centered_ranks(losses: np.ndarray) -> np.ndarray:
-    """Host array of losses -> centred ranks in [−½, ½] (ties broken by position)."""
-    ranks = np.empty(losses.size)
-    ranks[np.argsort(losses, kind="stable")] = np.arange(losses.size)
-    return ranks / (losses.size - 1) - 0.5
+def centered_ranks(losses):
+    """Losses (any shape, any backend) -> centred ranks in [−½, ½], same shape: rank/(n − 1) − ½
+    with rank 0 for the smallest of the n losses. Tied losses share the average of the ranks
+    they span (as ``scipy.stats.rankdata(method="average")``), so the ranks always sum to
+    n(n − 1)/2: an all-tied population gets all zeros, hence a zero ES gradient, and the
+    result does not depend on the order of the members.
+
+    With s the sorted losses, the ranks spanned by the value x are searchsorted(s, x, left)
+    to searchsorted(s, x, right) − 1; their mean needs no loop and no value-dependent
+    branch (traceable for jax.jit). Needs n ≥ 2.
+    """
+    xp = namespace(losses)
+    n = 1
+    for k in losses.shape:
+        n *= k
+    if n < 2:
+        raise ValueError(f"centered_ranks: need at least 2 losses, got shape {tuple(losses.shape)}")
+    flat = xp.reshape(losses, (n,))
+    s = xp.sort(flat)
+    span = xp.searchsorted(s, flat, side="left") + xp.searchsorted(s, flat, side="right") - 1   # (n,) 2 × mean rank
+    dtype = losses.dtype if xp.isdtype(losses.dtype, "real floating") else xp.float64
+    return xp.reshape(xp.astype(span, dtype) / (2 * (n - 1)) - 0.5, tuple(losses.shape))
 
 
 def _noise(params, rng, sigma, n_pairs, who):
@@ -53,7 +71,7 @@ def _estimate(losses, eps, spec, sigma, rank_shaping, who):
         bad = np.argwhere(~np.isfinite(losses))[0]
         raise FloatingPointError(f"{who}: loss is {losses[tuple(bad)]} at perturbation "
                                  f"{'+-'[bad[0]]}ε_{bad[1]}")
-    shaped = centered_ranks(losses.reshape(-1)).reshape(2, n_pairs) if rank_shaping else losses
+    shaped = centered_ranks(losses) if rank_shaping else losses
     xp = namespace(eps)
     w = (shaped[0] - shaped[1]) / (2 * n_pairs * sigma)                  # (n,)
     w = xp.asarray(w, dtype=eps.dtype, device=array_api_compat.device(eps))
