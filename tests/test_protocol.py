@@ -59,8 +59,8 @@ def test_caches_are_named_tuples(f64, name, route):
 
 @pytest.mark.parametrize("name, route", ROUTES, ids=[f"{n}/{r}" for n, r in ROUTES])
 def test_wrong_dout_names_a_layer(f64, name, route):
-    """backward rejects a dout of another batch size, of another last dim, and of another
-    structure (an array for a tuple output or vice versa) with a ValueError naming the layer
+    """backward rejects a dout of another batch size, of another last dim (for a scalar
+    output: a dout of shape (1,)), and of another structure (an array for a tuple output or vice versa) with a ValueError naming the layer
     (or, for a composite, the layer of its own that received it); a task model that checks
     its dout as an input may call a tuple a TypeError."""
     layer, x, kwargs = example(name, route)
@@ -68,8 +68,8 @@ def test_wrong_dout_names_a_layer(f64, name, route):
     out, cache = layer.forward(params, x, **kwargs)
     first = out[0] if isinstance(out, tuple) else out
     grow = lambda a, axis: asarray(np.concatenate([host(a), host(a)[(slice(None),) * axis + (slice(0, 1),)]], axis))
-    bad = [grow(first, 0), grow(first, first.ndim - 1),
-           out[0] if isinstance(out, tuple) else (out, out)]
+    bad = ([grow(first, 0), grow(first, first.ndim - 1)] if first.ndim else [asarray(np.zeros(1))]) + [
+           out[0] if isinstance(out, tuple) else (out, out)]                  # a scalar output (an objective): a (1,) dout
     if isinstance(out, tuple):
         bad += [(grow(out[0], 0), out[1]), (out[0], grow(out[1], 1))]
     names = component_names(layer)

@@ -115,3 +115,13 @@ def test_randomized_algorithms_on_device1(device1):
     params, _ = p8.train_policy(run)
     assert on_device1(*params.values(), p8.risk(params, RNG(1).normal((4, run.d_seed)), run))
     assert 0 <= p8.policy_metrics(params, run)["worst_recall"] <= run.M / run.N
+
+
+def test_associative_recall_on_device1(device1):
+    from tasks import associative_recall as ar
+    run = dataclasses.replace(p8.EXPERIMENTS["recall_q16_m16"], steps=3, batch=2, m=3, n_eval=50)
+    model, params, _ = ar.train_recall(run)
+    values, seeds = ar.binary_values(RNG(1), (2, run.N, run.d_value)), RNG(2).normal((3, run.d_seed))
+    pop = {k: device1.xp.stack([v, v]) for k, v in params.items()}
+    assert on_device1(*params.values(), ar.population_risk(pop, values, seeds, run.q))
+    assert 0 <= ar.recall_metrics(model, params, run)["worst_recall"] <= 1
