@@ -24,8 +24,7 @@
 #
 # Run: `python examples/08_randomized_algorithms.py [--quick]` (or `TINYNIM_QUICK=1`; in a
 # notebook, `tinynim.experiment.set_quick(True)`). Any `TINYNIM_BACKEND` (float64
-# throughout). Runtime on a 2-core CPU at load ≈ 6: 34 s (quick mode: 9 s); idle, before the
-# associative recall runs were added: 8 s (quick 3 s).
+# throughout). Runtime on a 2-core CPU at load ≈ 4.6: 21 s (quick mode: 8 s).
 
 # %%
 import math
