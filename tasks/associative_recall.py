@@ -93,14 +93,15 @@ class SeededRecall(Layer):
     d value bits, seeds in R^d_seed.
 
     params: A, Q (M, N) key and query embeddings, U (N, d_seed), b (N,) gate scores.
-    forward(params, x, seed): x (B, N, d) the values of keys 0..N−1, seed (B, d_seed) ->
-    y (B, N, d), the logits read for every query key (all N queries on one state).
+    forward(params, x): x = (values, seeds), values (B, N, d) of keys 0..N−1 and one seed
+    per row (B, d_seed) -> y (B, N, d), the logits read for every query key (all N queries
+    on one state). The seed is an input like the values (it has a gradient, dr).
 
     Backward, with dy = ∂L/∂y and σ' = g(1 − g)::
 
         dZ = g ⊙ dy,   dG = Σ_b dZ_b W_bᵀ,   dW = Gᵀ dZ,   dV = g ⊙ dW
         dg = Σ_k dy ⊙ Z + Σ_k dW ⊙ V,   ds = dg g (1 − g)
-        dU = dsᵀ r,   db = Σ_b ds,   dA = Q dG,   dQ = A dGᵀ
+        dU = dsᵀ r,   db = Σ_b ds,   dr = ds U,   dA = Q dG,   dQ = A dGᵀ
     """
 
     def __init__(self, n_keys: int, memory: int, d_value: int, d_seed: int):
@@ -121,16 +122,20 @@ class SeededRecall(Layer):
                 "U": rng.normal((self.N, self.d_seed), std=u_std, **kw),
                 "b": rng.normal((self.N,), std=0.0, **kw)}
 
-    def forward(self, params, x, seed=None):
-        self.check_input(x, ndim=3, what="x (values)")
-        if tuple(x.shape[1:]) != (self.N, self.d):
-            raise ValueError(f"{self.name}: expected x (values) of shape (B, {self.N}, {self.d}), got {tuple(x.shape)}")
-        if seed is None or tuple(seed.shape) != (x.shape[0], self.d_seed):
-            raise ValueError(f"{self.name}: expected seed of shape ({x.shape[0]}, {self.d_seed}), got "
-                             f"{None if seed is None else tuple(seed.shape)}")
-        self.check_params(params, x)
-        y, g, G, W, Z = recall_logits(params, x, seed)
-        return y, SeededRecallCache(x, seed, g, G, W, Z)
+    def forward(self, params, x):
+        if not (isinstance(x, tuple) and len(x) == 2):
+            raise TypeError(f"{self.name}: expected x = (values, seeds), got {type(x).__name__}")
+        values, seeds = x
+        self.check_input(values, ndim=3, what="values")
+        self.check_input(seeds, ndim=2, what="seeds", like=values)
+        if tuple(values.shape[1:]) != (self.N, self.d):
+            raise ValueError(f"{self.name}: expected values of shape (B, {self.N}, {self.d}), got {tuple(values.shape)}")
+        if tuple(seeds.shape) != (values.shape[0], self.d_seed):
+            raise ValueError(f"{self.name}: expected seeds of shape ({values.shape[0]}, {self.d_seed}), got "
+                             f"{tuple(seeds.shape)}")
+        self.check_params(params, values)
+        y, g, G, W, Z = recall_logits(params, values, seeds)
+        return y, SeededRecallCache(values, seeds, g, G, W, Z)
 
     def backward(self, params, cache, dout):
         V, r, g, G, W, Z = cache
@@ -143,13 +148,13 @@ class SeededRecall(Layer):
         ds = dg * g * (1 - g)                                                   # (B, N)
         grads = {"A": xp.matmul(params["Q"], dG), "Q": xp.matmul(params["A"], dG.T),
                  "U": xp.matmul(ds.T, r), "b": xp.sum(ds, axis=0)}
-        return g[..., None] * dW, grads
+        return (g[..., None] * dW, xp.matmul(ds, params["U"])), grads
 
     @staticmethod
     def examples(rng):
         rng = as_rng(rng)
         layer = SeededRecall(5, 2, 3, 4)
-        return {"default": (layer, rng.normal((3, 5, 3)), {"seed": rng.normal((3, 4))})}
+        return {"default": (layer, (rng.normal((3, 5, 3)), rng.normal((3, 4))), {})}
 
 
 # -- the recall loss and the objective -------------------------------------------------------------
@@ -228,7 +233,7 @@ class RecallRisk(Layer):
             raise ValueError(f"{self.name}: expected seeds of shape (m, d_seed), got "
                              f"{None if seeds is None else tuple(seeds.shape)}")
         values, r = tile(x, seeds)                                              # (m·B, N, d), (m·B, d_seed)
-        y, cache = self.model.forward(params, values, seed=r)                  # (m·B, N, d)
+        y, cache = self.model.forward(params, (values, r))                      # (m·B, N, d)
         fail, dy, dv = recall_failure(y, values)                                # (m·B, N)
         risk, dL = power_mean_risk(failures_by_seed(fail, seeds.shape[0]), q)
         return risk, RecallRiskCache(cache, values, dy, dv, dL)
@@ -240,7 +245,7 @@ class RecallRisk(Layer):
         B = cache.values.shape[0] // m
         w = xp.broadcast_to((dout * cache.dlosses.T / B)[:, None, :], (m, B, N))
         w = xp.reshape(w, (m * B, N))[..., None]                                # (m·B, N, 1)
-        dvalues, grads = self.model.backward(params, cache.model, w * cache.dfail_dy)
+        (dvalues, _), grads = self.model.backward(params, cache.model, w * cache.dfail_dy)
         dvalues = dvalues + w * cache.dfail_dv
         return xp.sum(xp.reshape(dvalues, (m, B) + tuple(dvalues.shape[1:])), axis=0), grads
 

@@ -41,7 +41,7 @@ def test_logits_are_the_gated_attention_sum(backend, N, M, d, B, seed):
         for i in range(N):
             for t in range(N):
                 ref[n, i] += g[i] * g[t] * (Q[:, i] @ A[:, t]) * V[n, t]
-    assert_close(model(params, asarray(V), seed=asarray(r)), ref, EXACT, "y vs the attention sum")
+    assert_close(model(params, (asarray(V), asarray(r))), ref, EXACT, "y vs the attention sum")
 
 
 @given(P=st.integers(1, 3), seed=seeds)
@@ -56,7 +56,7 @@ def test_population_forward_and_risk_equal_the_members(backend, P, seed):
     risk = RecallRisk(model)
     got = host(population_risk(pop, values, r, 16.0))
     for k, p in enumerate(members):
-        assert_close(recall_logits(pop, values, r[:3, :])[0][k, ...], model(p, values, seed=r[:3, :]), EXACT, "member forward")
+        assert_close(recall_logits(pop, values, r[:3, :])[0][k, ...], model(p, (values, r[:3, :])), EXACT, "member forward")
         assert_close(got[k], risk(p, values, seeds=r, q=16.0), EXACT, "member risk")
 
 
@@ -125,10 +125,12 @@ def test_hand_built_randomized_memory_reaches_m_over_n(f64):
 def test_recall_bad_input(f64):
     model = SeededRecall(5, 2, 3, 4)
     params = model.init(RNG(0))
-    with pytest.raises(ValueError, match=r"SeededRecall: expected x \(values\) of shape \(B, 5, 3\), got \(2, 4, 3\)"):
-        model.forward(params, RNG(1).normal((2, 4, 3)), seed=RNG(2).normal((2, 4)))
-    with pytest.raises(ValueError, match=r"SeededRecall: expected seed of shape \(2, 4\), got \(2, 3\)"):
-        model.forward(params, RNG(1).normal((2, 5, 3)), seed=RNG(2).normal((2, 3)))
+    with pytest.raises(ValueError, match=r"SeededRecall: expected values of shape \(B, 5, 3\), got \(2, 4, 3\)"):
+        model.forward(params, (RNG(1).normal((2, 4, 3)), RNG(2).normal((2, 4))))
+    with pytest.raises(ValueError, match=r"SeededRecall: expected seeds of shape \(2, 4\), got \(2, 3\)"):
+        model.forward(params, (RNG(1).normal((2, 5, 3)), RNG(2).normal((2, 3))))
+    with pytest.raises(TypeError, match=r"SeededRecall: expected x = \(values, seeds\), got"):
+        model.forward(params, RNG(1).normal((2, 5, 3)))
     with pytest.raises(ValueError, match=r"RecallRisk: expected seeds of shape \(m, d_seed\), got \(4,\)"):
         RecallRisk(model).forward(params, RNG(1).normal((2, 5, 3)), seeds=RNG(2).normal((4,)))
     with pytest.raises(ValueError, match=r"SeededRecall: memory must be a positive integer, got 0"):

@@ -115,7 +115,7 @@ def corrupt(kind, layer, x, kwargs, params, rng):
         return lambda: layer.forward(set_leaf(params, path, new), x, **kwargs)
     out, cache = layer.forward(params, x, **kwargs)
     if kind == "dout_batch":
-        grow = lambda o: asarray(np.concatenate([to_numpy(o), to_numpy(o)[:1]], axis=0))
+        grow = lambda o: asarray(np.concatenate([np.atleast_1d(to_numpy(o)), np.atleast_1d(to_numpy(o))[:1]], axis=0))   # a scalar (an objective) -> (2,)
         parts = list(out) if isinstance(out, tuple) else [out]
         i = int(rng.integers(len(parts)))
         parts[i] = grow(parts[i])
