@@ -54,7 +54,7 @@ def setup(impl):
             (ep,) = batch
             pred, cache = model.forward(params_, ep, n_context=N)
             loss, dpred = mse(pred, ep[:, N:, N_IN:])
-            return loss, model.backward(params_, cache, dpred)[1]
+            return loss, model.backward(params_, cache, dpred, need_dx=False)[1]
         return TinynimStep(loss_and_grads, params, (asarray(episode, "float32"),))
     if impl == "torch":
         import torch

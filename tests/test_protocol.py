@@ -244,3 +244,94 @@ def test_empty_sequences_are_value_errors(f64, layer):
     with pytest.raises(ValueError, match=rf"{layer.name}: expected x with at least 1 time step\(s\) on axis -2, "
                                          r"got shape \(2, 0, 4\)"):
         layer.forward(layer.init(0), RNG(0).normal((2, 0, 4)))
+
+
+# -- need_dx=False: the same grads, no input gradient ------------------------------------------
+
+def _backward_both_ways(layer, x, kwargs):
+    """backward with need_dx True and False on one forward, one cotangent: (dx, grads, dx', grads')."""
+    from tinynim.gradcheck import cotangent
+    from tinynim.tree import tree_map
+    params = layer.init(RNG(1))
+    out, cache = layer.forward(params, x, **kwargs)
+    dout = tree_map(asarray, cotangent(out))
+    return (*layer.backward(params, cache, dout), *layer.backward(params, cache, dout, need_dx=False))
+
+
+def _assert_same_grads(got, want):
+    from tinynim.tree import leaves_with_paths
+    want = dict(leaves_with_paths(want))
+    assert {p for p, _ in leaves_with_paths(got)} == set(want)
+    for path, g in leaves_with_paths(got):
+        assert np.array_equal(host(g), host(want[path]), equal_nan=True), path
+
+
+@pytest.mark.parametrize("name, route", FRAMEWORK_ROUTES, ids=[f"{n}/{r}" for n, r in FRAMEWORK_ROUTES])
+def test_need_dx_false_gives_the_same_grads_and_no_dx(backend, name, route):
+    """Every route of every framework layer, on every backend: backward(..., need_dx=False)
+    returns dx None and grads equal bit for bit to those of the full backward (the same
+    operations on the same arrays: a skipped dx must not change the grads' arithmetic)."""
+    layer, x, kwargs = example(name, route)
+    dx, grads, no_dx, grads_only = _backward_both_ways(layer, x, kwargs)
+    assert no_dx is None
+    _assert_same_grads(grads_only, grads)
+
+
+TASK_ROUTES = [(n, r) for n, r in ROUTES if n not in REGISTRY]
+
+
+@pytest.mark.parametrize("name, route", TASK_ROUTES, ids=[f"{n}/{r}" for n, r in TASK_ROUTES])
+def test_task_layers_accept_need_dx(f64, name, route):
+    """The tasks' layers, written without the flag, accept it (Layer.__init_subclass__ wraps
+    their backward): dx None, the same grads bit for bit."""
+    layer, x, kwargs = example(name, route)
+    _, grads, no_dx, grads_only = _backward_both_ways(layer, x, kwargs)
+    assert no_dx is None
+    _assert_same_grads(grads_only, grads)
+
+
+def test_need_dx_reaches_the_first_layer_only(f64):
+    """A layer written without need_dx gets it from the base class (computes dx, returns
+    None); Sequential tells only its first child to skip dx, Residual its inner layer; the
+    wrapped backward keeps its name and docstring, and its default still returns dx."""
+    from tinynim.nn.base import Layer
+    seen = []
+
+    class Spy(Layer):
+        """A student's identity layer: backward has no need_dx parameter."""
+        def forward(self, params, x):
+            return x, None
+
+        def backward(self, params, cache, dout):
+            """dx = dout."""
+            seen.append(self)
+            return dout, {}
+
+        @staticmethod
+        def examples(rng):
+            return {}
+
+    first, second = Spy(), Spy()
+    x = RNG(0).normal((2, 3))
+    assert Spy.backward.__name__ == "backward" and Spy.backward.__doc__ == "dx = dout."
+    assert first.backward({}, None, x, need_dx=False) == (None, {}) and seen == [first]
+    assert first.backward({}, None, x)[0] is x
+    seen.clear()
+
+    calls = []
+
+    class Recorder(Linear):
+        def backward(self, params, cache, dout, *, need_dx=True):
+            calls.append(need_dx)
+            return super().backward(params, cache, dout, need_dx=need_dx)
+
+    net = Sequential(Recorder(3, 3), Residual(Recorder(3, 3)), Recorder(3, 2))
+    p = net.init(RNG(1))
+    out, cache = net.forward(p, x)
+    dx, _ = net.backward(p, cache, out, need_dx=False)
+    assert dx is None and calls == [True, True, False]
+    calls.clear()
+    res = Residual(Sequential(Recorder(3, 3), Spy()))
+    rp = res.init(RNG(2))
+    dx, _ = res.backward(rp, res.forward(rp, x)[1], x, need_dx=False)
+    assert dx is None and calls == [False] and len(seen) == 1

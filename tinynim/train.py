@@ -113,7 +113,8 @@ def _resume(path, params, optimizer):
 def supervised(model, loss=None, **forward_kw):
     """``loss_and_grads(params, (x, target), step) -> (loss, grads)`` for :func:`fit`: the
     model's forward (with `forward_kw`), ``loss(out, target) -> (value, dout)`` (default
-    :func:`tinynim.losses.mse`), then the model's backward."""
+    :func:`tinynim.losses.mse`), then the model's backward with ``need_dx=False`` (a training
+    step needs no gradient w.r.t. its data; see :mod:`tinynim.nn.base`)."""
     if loss is None:
         from tinynim.losses import mse as loss
 
@@ -121,7 +122,7 @@ def supervised(model, loss=None, **forward_kw):
         x, target = batch
         out, cache = model.forward(params, x, **forward_kw)
         value, dout = loss(out, target)
-        return value, model.backward(params, cache, dout)[1]
+        return value, model.backward(params, cache, dout, need_dx=False)[1]   # no gradient w.r.t. the data
     return loss_and_grads
 
 

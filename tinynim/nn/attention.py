@@ -131,7 +131,7 @@ class SoftmaxAttention(Layer):
         O = merge_heads(P @ v)                                                # (B, T, D)
         return O @ params["Wo"], AttentionCache(x, W, q, k, v, P, O)
 
-    def backward(self, params, cache, dout):
+    def backward(self, params, cache, dout, *, need_dx=True):
         x, W, q, k, v, P, O = cache
         self.check_dout(dout, tuple(x.shape))
         # exercise: softmax_attention
@@ -147,7 +147,7 @@ class SoftmaxAttention(Layer):
         dW = xp.reshape(x, (-1, D)).T @ xp.reshape(dqkv, (-1, 3 * D))         # (D, 3D)
         grads = {"Wq": dW[:, :D] / math.sqrt(self.d_head), "Wk": dW[:, D:2 * D], "Wv": dW[:, 2 * D:],
                  "Wo": dWo}
-        return dqkv @ W.T, grads                                              # (B, T, D)
+        return (dqkv @ W.T if need_dx else None), grads                       # (B, T, D)
         # end exercise
 
     @staticmethod

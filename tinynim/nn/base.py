@@ -8,6 +8,14 @@ A layer is hyperparameters plus three pure functions::
     dx, grads = layer.backward(params, cache, dout)   # grads has the keys of params
 
 * **Several inputs**: ``x`` and ``dx`` are tuples; several outputs: ``out`` and ``dout`` are.
+* **Skipping the input gradient**: ``backward(params, cache, dout, *, need_dx=False)`` returns
+  ``(None, grads)``, the same grads bit for bit, and may skip the work that only dx needs
+  (Linear skips the GEMM ``dout Wᵀ``; an RNN or attention layer a (B, T, d) array). A training
+  step needs no gradient w.r.t. its data, so :func:`tinynim.train.supervised` calls the model
+  so; containers pass the flag to their first layer only (every later layer's dx is the
+  cotangent of the layer before it). The flag is a static Python bool (traceable). A layer whose
+  ``backward`` has no ``need_dx`` parameter (a student's, a task's) accepts it all the same:
+  :meth:`Layer.__init_subclass__` wraps it to compute dx and drop it.
 * **Per-call keywords** (masks, ``n_context``, ``last_only``...) are keyword arguments of
   ``forward``; a container passes each one to every child that accepts it (see
   :mod:`tinynim.nn.containers`). :attr:`Layer.keywords` lists those a layer accepts.
@@ -83,6 +91,17 @@ def add_gram(a, b):
     return b if a is None else a if b is None else a + b
 
 
+def _accepting_need_dx(backward):
+    """`backward(self, params, cache, dout)` as ``backward(..., *, need_dx=True)``: with
+    need_dx=False it still computes dx, and returns None in its place."""
+    def with_need_dx(self, params, cache, dout, *, need_dx=True):
+        dx, grads = backward(self, params, cache, dout)
+        return (dx if need_dx else None), grads
+    with_need_dx.__name__, with_need_dx.__qualname__ = backward.__name__, backward.__qualname__
+    with_need_dx.__doc__, with_need_dx.__module__ = backward.__doc__, backward.__module__
+    return with_need_dx
+
+
 def _namespace_name(a) -> str:
     try:
         return array_api_compat.array_namespace(a).__name__
@@ -117,8 +136,15 @@ class Layer:
     def forward(self, params, x, **kw):
         raise NotImplementedError
 
-    def backward(self, params, cache, dout):
+    def backward(self, params, cache, dout, *, need_dx=True):
         raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs):
+        """Give a subclass's own ``backward`` that lacks ``need_dx`` the flag (module docstring)."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("backward")
+        if own is not None and "need_dx" not in inspect.signature(own).parameters:
+            cls.backward = _accepting_need_dx(own)
 
     # -- per-example gradients (optional) ------------------------------------------------
     @property

@@ -11,6 +11,10 @@ cache are the inner layer's own. Backward: x reaches the output along two paths,
 identity and the layer, so their contributions add: ``dx = dout + dx_layer``; the layer's
 grads are those of the inner backward at dout.
 
+Skipping the input gradient (``need_dx=False``, see :mod:`tinynim.nn.base`): only the first
+layer of a chain is told to skip it; every later layer's dx is the chain's cotangent. A
+Residual passes the flag to its layer and returns None.
+
 Per-call keywords. ``forward(params, x, **kw)`` passes each keyword to every child whose
 ``forward`` accepts it (its :attr:`~tinynim.nn.base.Layer.keywords`, read from the
 signature; a container accepts what any of its children accepts), e.g. ``mask=`` reaches
@@ -75,16 +79,18 @@ class Sequential(Layer):
             caches.append(cache)
         return x, tuple(caches)
 
-    def backward(self, params, cache, dout):
-        return self._chain("backward", params, cache, dout)
+    def backward(self, params, cache, dout, *, need_dx=True):
+        return self._chain("backward", params, cache, dout, need_dx=need_dx)
 
-    def _chain(self, method, params, cache, dout, *args):
+    def _chain(self, method, params, cache, dout, *args, need_dx=True):
         """The chain rule right to left: each child's `method` (backward, backward_per_example,
         backward_gram) maps the cotangent of its output to that of its input and returns its
-        own grads (or Gram) on the way: ``(dx, {"0": result₀, ...})``."""
+        own grads (or Gram) on the way: ``(dx, {"0": result₀, ...})``. need_dx=False (backward
+        only) reaches the first child."""
         results = {}
         for k in reversed(range(len(self.layers))):
-            dout, results[str(k)] = getattr(self.layers[k], method)(params[str(k)], cache[k], dout, *args)
+            skip = {} if k or need_dx else {"need_dx": False}
+            dout, results[str(k)] = getattr(self.layers[k], method)(params[str(k)], cache[k], dout, *args, **skip)
         return dout, results
 
     @property
@@ -129,9 +135,9 @@ class Residual(Layer):
                              f"to shape {tuple(y.shape)}; expected the shape of x")
         return x + y, cache
 
-    def backward(self, params, cache, dout):
-        dx, grads = self.layer.backward(params, cache, dout)
-        return dout + dx, grads
+    def backward(self, params, cache, dout, *, need_dx=True):
+        dx, grads = self.layer.backward(params, cache, dout, need_dx=need_dx)
+        return (dout + dx if need_dx else None), grads
 
     @property
     def per_example(self):

@@ -73,7 +73,7 @@ class Linear(Layer):
             out += params["b"]                      # in place on our own product: no new array
         return out, LinearCache(x)
 
-    def backward(self, params, cache, dout):
+    def backward(self, params, cache, dout, *, need_dx=True):
         x = cache.x
         self.check_dout(dout, tuple(x.shape[:-1]) + (self.d_out,))
         # exercise: linear
@@ -83,7 +83,7 @@ class Linear(Layer):
         grads = {"W": self._scaled(X.T @ G)}        # (d_in, d_out)
         if self.bias:
             grads["b"] = xp.sum(G, axis=0)          # (d_out,)
-        return self._dx(params, dout), grads        # (..., d_in)
+        return (self._dx(params, dout) if need_dx else None), grads   # (..., d_in)
         # end exercise
 
     def _dx(self, params, dout):

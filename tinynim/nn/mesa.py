@@ -193,15 +193,18 @@ class MesaLayer(Layer):
         self.check_params(params, x)
         return self._forward_fast(params, x) if self.fast else self._forward_plain(params, x)
 
-    def backward(self, params, cache, dout):
+    def backward(self, params, cache, dout, *, need_dx=True):
         self.check_dout(dout, tuple(cache.x.shape))
-        return self._backward_fast(params, cache, dout) if self.fast else self._backward_plain(params, cache, dout)
+        path = self._backward_fast if self.fast else self._backward_plain
+        return path(params, cache, dout, need_dx)
 
-    def _input_grads(self, params, x, dq, dk, dv, y, dout, dlog_lam):
-        """dx and the grads from the per-head adjoints of q, k, v and y's output projection."""
+    def _input_grads(self, params, x, dq, dk, dv, y, dout, dlog_lam, need_dx):
+        """dx (None unless need_dx) and the grads from the per-head adjoints of q, k, v and
+        y's output projection."""
         xp = namespace(dout)
         x4 = xp.expand_dims(x, axis=1)                                     # (B, 1, T, D)
-        dx = sum_heads(dq, params["Wq"].mT) + sum_heads(dk, params["Wk"].mT) + sum_heads(dv, params["Wv"].mT)
+        dx = (sum_heads(dq, params["Wq"].mT) + sum_heads(dk, params["Wk"].mT) + sum_heads(dv, params["Wv"].mT)
+              if need_dx else None)
         return dx, {"Wq": sum_outer(x4, dq), "Wk": sum_outer(x4, dk), "Wv": sum_outer(x4, dv),
                     "Wp": sum_outer(y, xp.expand_dims(dout, axis=1)), "log_lam": dlog_lam}
 
@@ -216,7 +219,7 @@ class MesaLayer(Layer):
         y = (G @ u[..., None])[..., 0]                                     # (B, H, T, k)
         return sum_heads(y, params["Wp"]), MesaPlainCache(x, q, k, v, lam, H, G, u, y)
 
-    def _backward_plain(self, params, cache, dout):
+    def _backward_plain(self, params, cache, dout, need_dx):
         x, q, k, v, lam, H, G, u, y = cache
         xp = namespace(dout)
         g = project(dout, params["Wp"].mT)                                 # ∂L/∂y (B, H, T, k)
@@ -226,7 +229,7 @@ class MesaLayer(Layer):
         dv = (dG @ k[..., None])[..., 0]
         dk = (dG.mT @ v[..., None])[..., 0] + ((dH + dH.mT) @ k[..., None])[..., 0]
         dlog_lam = xp.sum(b * u, axis=(0, 2, 3)) / lam                     # (H,)
-        return self._input_grads(params, x, b, dk, dv, y, dout, dlog_lam)
+        return self._input_grads(params, x, b, dk, dv, y, dout, dlog_lam, need_dx)
 
     # -- the score form: causal attention with queries u_t, a cache without T·k² terms ------
     def _mask(self, x):
@@ -241,7 +244,7 @@ class MesaLayer(Layer):
         y = ((u @ k.mT) * self._mask(x)) @ v                               # (B, H, T, k)
         return sum_heads(y, params["Wp"]), MesaCache(x, q, k, v, self.lam(params), u, y)
 
-    def _backward_fast(self, params, cache, dout):
+    def _backward_fast(self, params, cache, dout, need_dx):
         x, q, k, v, lam, u, y = cache
         xp = namespace(dout)
         M = self._mask(x)                                                  # (T, T)
@@ -251,7 +254,7 @@ class MesaLayer(Layer):
         A1, A2 = (u @ k.mT) * M, (b @ k.mT) * M                            # u_tᵀ k_i, b_tᵀ k_i
         dk = S1.mT @ u - A1.mT @ b - A2.mT @ u
         dlog_lam = xp.sum(b * u, axis=(0, 2, 3)) / lam                     # (H,)
-        return self._input_grads(params, x, b, dk, A1.mT @ g, y, dout, dlog_lam)
+        return self._input_grads(params, x, b, dk, A1.mT @ g, y, dout, dlog_lam, need_dx)
 
     @staticmethod
     def examples(rng):

@@ -85,18 +85,20 @@ class LayerNorm(Layer):
             var = xp.mean(xc * xc, axis=-1, keepdims=True)                      # (..., 1)
         return 1 / xp.sqrt(var + self.eps) if bool(xp.all(xp.isfinite(var))) else None
 
-    def backward(self, params, cache, dout):
+    def backward(self, params, cache, dout, *, need_dx=True):
         x_hat, inv_sigma = cache
         self.check_dout(dout, tuple(x_hat.shape))
         # exercise: layernorm
         xp = namespace(dout)
         gamma, d = params["gamma"], self.d
         dout_xhat = dout * x_hat                                                # (..., d)
+        grads = {"gamma": xp.sum(xp.reshape(dout_xhat, (-1, d)), axis=0),       # (d,)
+                 "beta": xp.sum(xp.reshape(dout, (-1, d)), axis=0)}             # (d,)
+        if not need_dx:
+            return None, grads
         mean_g = xp.expand_dims((dout @ gamma) / d, axis=-1)                    # (..., 1) mean(ĝ)
         mean_gx = xp.expand_dims((dout_xhat @ gamma) / d, axis=-1)              # (..., 1) mean(ĝ x̂)
         dx = inv_sigma * (dout * gamma - mean_g - x_hat * mean_gx)              # (..., d)
-        grads = {"gamma": xp.sum(xp.reshape(dout_xhat, (-1, d)), axis=0),       # (d,)
-                 "beta": xp.sum(xp.reshape(dout, (-1, d)), axis=0)}             # (d,)
         return dx, grads
         # end exercise
 

@@ -305,9 +305,9 @@ class GatedLinearRNN(Layer):
         cache = RNNCache(xt, ga, lam, h, h0, qo, has_h0, return_state, last_only)
         return ((out, h[:, -1, :]) if return_state else out), cache
 
-    def backward(self, params, cache, dout):
+    def backward(self, params, cache, dout, *, need_dx=True):
         if isinstance(cache, RNNLastCache):
-            return self._backward_last_only(params, cache, dout)
+            return self._backward_last_only(params, cache, dout, need_dx)
         c = cache
         B, T = c.xt.shape[:2]
         dout, dh_T = self._split_dout(dout, c, (B, self.d_out) if c.last_only else (B, T, self.d_out))
@@ -326,8 +326,8 @@ class GatedLinearRNN(Layer):
             dlam = dlam + xp.sum(delta[:, 0, :] * c.h0, axis=0)
             dh0 = c.lam * delta[:, 0, :]
         # end exercise
-        dx = self._input_backward(params, c, delta, dlam, grads)
-        return ((dx, dh0) if c.has_h0 else dx), grads
+        dx = self._input_backward(params, c, delta, dlam, grads, need_dx)
+        return ((dx, dh0) if c.has_h0 and need_dx else dx), grads
 
     def _split_dout(self, dout, c, out_shape):
         """Check dout against the output's shapes -> (dout, dh_T or None)."""
@@ -348,14 +348,17 @@ class GatedLinearRNN(Layer):
                  "Wx_out": dWx, "Wg_out": dWg}
         return grads, _mm(dodq, xp.concat([params["Wx_out"], params["Wg_out"]], axis=1).T)
 
-    def _input_backward(self, params, c, delta, dlam, grads):
-        """Add the grads of Wx_in, Wg_in and the decay parameter to `grads`; return dx:
-        [da | dg] = [δ | δ] ⊙ [g | a], then one GEMM each for the weight grads and dx̃."""
+    def _input_backward(self, params, c, delta, dlam, grads, need_dx):
+        """Add the grads of Wx_in, Wg_in and the decay parameter to `grads`; return dx (None
+        unless need_dx): [da | dg] = [δ | δ] ⊙ [g | a], then one GEMM each for the weight
+        grads and dx̃."""
         xp = namespace(delta)
         dadg = _times_both_halves(xp, c.ga, delta)                         # (B, T, 2N) [da | dg]
         dW = _rows(c.xt).T @ _rows(dadg)                                   # (d̃, 2N) [dWx_in | dWg_in]
         grads["Wx_in"], grads["Wg_in"] = _halves(dW)
         grads[self.decay_key] = self._dnu(params, c.lam, dlam)
+        if not need_dx:
+            return None
         W_in = xp.concat([params["Wx_in"], params["Wg_in"]], axis=1)       # (d̃, 2N)
         return _mm(dadg, W_in.T)[..., :self.d_in]                          # (B, T, d_in)
 
@@ -371,7 +374,7 @@ class GatedLinearRNN(Layer):
         cache = RNNLastCache(xt, ga, lam, w, u, h_T, h0, qo, has_h0, return_state)
         return ((out, h_T) if return_state else out), cache
 
-    def _backward_last_only(self, params, c, dout):
+    def _backward_last_only(self, params, c, dout, need_dx):
         B, T = c.xt.shape[:2]
         dout, dh_T = self._split_dout(dout, c, (B, self.d_out))
         xp = namespace(dout)
@@ -385,8 +388,8 @@ class GatedLinearRNN(Layer):
             dlam_h = dlam_h + T * xp.pow(c.lam, float(T - 1)) * c.h0
         dlam = xp.sum(e * dlam_h, axis=0)
         dh0 = None if c.h0 is None else xp.pow(c.lam, float(T)) * e
-        dx = self._input_backward(params, c, delta, dlam, grads)
-        return ((dx, dh0) if c.has_h0 else dx), grads
+        dx = self._input_backward(params, c, delta, dlam, grads, need_dx)
+        return ((dx, dh0) if c.has_h0 and need_dx else dx), grads
 
     @staticmethod
     def examples(rng):
