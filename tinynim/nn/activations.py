@@ -20,7 +20,10 @@ overflows either) and several times faster on NumPy: the layers use it; a test c
 both agree. The cubic is written x·x·x, since NumPy's ``x**3`` takes the slow general power
 path.
 
-Cache: ``ActivationCache(x, out)`` (GELU: ``GELUCache(x, s)``, see :class:`GELU`).
+Cache: ``ActivationCache(x, out)`` (GELU: ``GELUCache(x, s)``, see :class:`GELU`), with x None
+where f' is written from out alone (ReLU: 1[x > 0] = 1[out > 0], NaN included; Tanh;
+Sigmoid): the input is not kept alive for the backward (in an MLP it is the pre-activation,
+a whole (B, width) array per layer; torch's autograd keeps only out there too).
 """
 from __future__ import annotations
 
@@ -52,7 +55,9 @@ class ActivationCache(NamedTuple):
 class Elementwise(Layer):
     """Base class: a subclass gives ``f(xp, x)`` and ``df(xp, x, out)`` (GELU overrides
     forward and backward, to spare passes over memory); each subclass gets one example
-    route, "default", a small random input."""
+    route, "default", a small random input. ``keeps_x = False`` for an f' written from out
+    alone: the cache then holds None for x, and df gets x = None."""
+    keeps_x = True
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -71,11 +76,11 @@ class Elementwise(Layer):
     def forward(self, params, x):
         xp = self.check_input(x)
         out = self.f(xp, x)                          # same shape as x
-        return out, ActivationCache(x, out)
+        return out, ActivationCache(x if self.keeps_x else None, out)
 
     def backward(self, params, cache, dout):
-        self.check_dout(dout, tuple(cache.x.shape))
-        return dout * self.df(namespace(cache.x), cache.x, cache.out), {}
+        self.check_dout(dout, tuple(cache.out.shape))
+        return dout * self.df(namespace(cache.out), cache.x, cache.out), {}
 
     def backward_per_example(self, params, cache, dout):
         """No parameters, so nothing to keep apart: the backward itself."""
@@ -83,15 +88,26 @@ class Elementwise(Layer):
 
 
 class ReLU(Elementwise):
+    keeps_x = False
+
     def f(self, xp, x):
         return xp.maximum(x, 0.0)                    # maximum propagates NaN; no array of zeros
 
     def df(self, xp, x, out):
-        return xp.astype(x > 0, x.dtype)             # a 0/1 product: numpy's where on a random
+        return xp.astype(out > 0, out.dtype)         # a 0/1 product: numpy's where on a random
                                                      # mask was ~10x slower than this
+
+    def backward(self, params, cache, dout):
+        """dout · 1[out > 0], the product taken in place on the 0/1 array (one temporary, not two)."""
+        self.check_dout(dout, tuple(cache.out.shape))
+        dx = self.df(namespace(dout), None, cache.out)
+        dx *= dout                                   # our own fresh array; the same numbers as dout · f'
+        return dx, {}
 
 
 class Tanh(Elementwise):
+    keeps_x = False
+
     def f(self, xp, x):
         return xp.tanh(x)
 
@@ -102,6 +118,8 @@ class Tanh(Elementwise):
 
 
 class Sigmoid(Elementwise):
+    keeps_x = False
+
     def f(self, xp, x):
         return sigmoid_tanh(xp, x)
 

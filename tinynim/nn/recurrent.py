@@ -65,8 +65,10 @@ weights with gradients stay normal. Exact zeros are kept, so derivatives through
 Caches: ``RNNCache(xt, ga, lam, h, h0, qo, has_h0, return_state, last_only)``: x̃, the
 input gates [g | a] (B, T, 2N), λ (N,), the states h (B, T, N), h0 or None, the output gates
 [q | o] (B, T, 2M) and the options; the fast last-only path's ``RNNLastCache(xt, ga, lam, w,
-u, h_T, h0, qo, has_h0, return_state)`` holds w = λ^{T−1−s} (T, N), u = a ⊙ g and h_T (B, N)
-instead, and [q | o] at the last step only (B, 2M).
+h_T, h0, qo, has_h0, return_state)`` holds w = λ^{T−1−s} (T, N) and h_T (B, N) instead, and
+[q | o] at the last step only (B, 2M). Peak memory: a cache keeps no array the backward can
+rebuild in one pass (u = a ⊙ g, z = o ⊙ q are recomputed), and each backward frees a
+temporary as soon as it is used (e.g. dz inside the expression that consumes it).
 """
 from __future__ import annotations
 
@@ -153,7 +155,7 @@ def parallel_scan(lam, u, h0=None):
         u = xp.concat([u[:, :1, :] + lam * h0[:, None, :], u[:, 1:, :]], axis=1)
     h, decay, d = u, lam, 1
     while d < u.shape[1]:
-        h = h + decay * xp.concat([xp.zeros_like(h[:, :d, :]), h[:, :-d, :]], axis=1)
+        h = xp.concat([h[:, :d, :], h[:, d:, :] + decay * h[:, :-d, :]], axis=1)   # the first d steps have no block before them
         decay, d = drop_negligible(xp, decay * decay), 2 * d
     return h
 
@@ -189,7 +191,6 @@ class RNNLastCache(NamedTuple):
     ga: object          # (B, T, 2N) [g | a]
     lam: object         # (N,) λ
     w: object           # (T, N) λ^{T−1−s}
-    u: object           # (B, T, N) a ⊙ g
     h_T: object         # (B, N) final state
     h0: object          # (B, N) or None
     qo: object          # (B, 2M) [q | o] at the last step
@@ -326,7 +327,8 @@ class GatedLinearRNN(Layer):
             dlam = dlam + xp.sum(delta[:, 0, :] * c.h0, axis=0)
             dh0 = c.lam * delta[:, 0, :]
         # end exercise
-        dx = self._input_backward(params, c, delta, dlam, grads, need_dx)
+        del e                                                              # (B, T, N) freed before [da | dg]
+        dx = self._input_backward(params, c, _times_both_halves(xp, c.ga, delta), dlam, grads, need_dx)
         return ((dx, dh0) if c.has_h0 and need_dx else dx), grads
 
     def _split_dout(self, dout, c, out_shape):
@@ -340,20 +342,17 @@ class GatedLinearRNN(Layer):
         [do | dq] = [dz | dz] ⊙ [q | o], then one GEMM for both weight grads and one for e."""
         xp = namespace(dout)
         q, o = _halves(qo)
-        dz = _mm(dout, params["D"].T)                                      # (B, [T,] M)
-        dodq = _times_both_halves(xp, qo, dz)                              # (B, [T,] 2M) [do | dq]
-        dW = _rows(h).T @ _rows(dodq)                                      # (N, 2M) [dWx_out | dWg_out]
-        dWx, dWg = _halves(dW)
-        grads = {"D": _rows(o * q).T @ _rows(dout),                        # z = o ⊙ q is recomputed
-                 "Wx_out": dWx, "Wg_out": dWg}
+        dD = _rows(o * q).T @ _rows(dout)                                  # (M, d_out); z = o ⊙ q recomputed
+        dodq = _times_both_halves(xp, qo, _mm(dout, params["D"].T))        # (B, [T,] 2M) [do | dq]; dz (B, [T,] M)
+        dWx, dWg = _halves(_rows(h).T @ _rows(dodq))                       # (N, 2M) [dWx_out | dWg_out]
+        grads = {"D": dD, "Wx_out": dWx, "Wg_out": dWg}
         return grads, _mm(dodq, xp.concat([params["Wx_out"], params["Wg_out"]], axis=1).T)
 
-    def _input_backward(self, params, c, delta, dlam, grads, need_dx):
+    def _input_backward(self, params, c, dadg, dlam, grads, need_dx):
         """Add the grads of Wx_in, Wg_in and the decay parameter to `grads`; return dx (None
-        unless need_dx): [da | dg] = [δ | δ] ⊙ [g | a], then one GEMM each for the weight
-        grads and dx̃."""
-        xp = namespace(delta)
-        dadg = _times_both_halves(xp, c.ga, delta)                         # (B, T, 2N) [da | dg]
+        unless need_dx). From [da | dg] = [δ | δ] ⊙ [g | a] (B, T, 2N): one GEMM each for the
+        weight grads and dx̃."""
+        xp = namespace(dadg)
         dW = _rows(c.xt).T @ _rows(dadg)                                   # (d̃, 2N) [dWx_in | dWg_in]
         grads["Wx_in"], grads["Wg_in"] = _halves(dW)
         grads[self.decay_key] = self._dnu(params, c.lam, dlam)
@@ -371,7 +370,7 @@ class GatedLinearRNN(Layer):
         if h0 is not None:
             h_T = h_T + xp.pow(lam, float(T)) * h0
         qo, out = self._output_gates(params, h_T, xp)                      # (B, 2M), (B, d_out)
-        cache = RNNLastCache(xt, ga, lam, w, u, h_T, h0, qo, has_h0, return_state)
+        cache = RNNLastCache(xt, ga, lam, w, h_T, h0, qo, has_h0, return_state)
         return ((out, h_T) if return_state else out), cache
 
     def _backward_last_only(self, params, c, dout, need_dx):
@@ -380,15 +379,19 @@ class GatedLinearRNN(Layer):
         xp = namespace(dout)
         grads, e = self._readout_backward(params, c.h_T, c.qo, dout)       # (B, N)
         e = e if dh_T is None else e + dh_T                                # δ at step T−1
-        delta = c.w[None, ...] * e[:, None, :]                             # (B, T, N) λ^{T−1−s} δ
         k = _steps_to_end(xp, T, c.lam)                                    # (T, 1)
         dw = drop_negligible(xp, k * xp.pow(c.lam[None, :], xp.maximum(k - 1.0, 0.0)))  # (T, N) dλ^k/dλ
-        dlam_h = xp.vecdot(dw, c.u, axis=-2)                                # (B, N) dh_T/dλ
+        g, a = _halves(c.ga)
+        dlam_h = xp.vecdot(dw, a * g, axis=-2)                              # (B, N) dh_T/dλ, u = a ⊙ g rebuilt
         if c.h0 is not None:
             dlam_h = dlam_h + T * xp.pow(c.lam, float(T - 1)) * c.h0
         dlam = xp.sum(e * dlam_h, axis=0)
         dh0 = None if c.h0 is None else xp.pow(c.lam, float(T)) * e
-        dx = self._input_backward(params, c, delta, dlam, grads, need_dx)
+        # [da | dg] = [g | a] ⊙ [δ | δ] with δ_s = w_s ⊙ e: the weights first, then e in place
+        # (one (B, T, 2N) array; δ (B, T, N) is never built)
+        dadg = xp.reshape(c.ga, (B, T, 2, self.n_hidden)) * c.w[None, :, None, :]    # (B, T, 2, N)
+        dadg *= e[:, None, None, :]
+        dx = self._input_backward(params, c, xp.reshape(dadg, (B, T, 2 * self.n_hidden)), dlam, grads, need_dx)
         return ((dx, dh0) if c.has_h0 and need_dx else dx), grads
 
     @staticmethod
