@@ -201,3 +201,22 @@ def test_negligible_powers_are_dropped_harmlessly():
         (out, dx, grads), (out64, dx64, grads64) = results[name, "float32"], results[name, "float64"]
         for a, b, what in [(out, out64, "out"), (dx, dx64, "dx")] + [(grads[k], grads64[k], k) for k in grads]:
             assert_close(a, b, 1e-5, f"{name}: {what}")
+
+
+@pytest.mark.parametrize("d", [1, 2, 5])
+def test_add_shifted_in_place_equals_plain(backend, d):
+    """The parallel scan's level, fast path (in place, numpy-backed arrays only) vs plain
+    (a new array): bit-identical, the input of the plain path untouched. Other backends run
+    the plain path only (their slices are not guaranteed to write through)."""
+    from tinynim.backend import numpy_backed
+    from tinynim.nn.recurrent import add_shifted
+    rng = RNG(d)
+    h, decay = rng.normal((3, 7, 4)), rng.uniform((4,))
+    before = host(h).copy()
+    plain = add_shifted(h, decay, d)
+    assert np.array_equal(host(h), before)
+    want = before.copy()
+    want[:, d:] = before[:, d:] + host(decay) * before[:, :-d]
+    assert np.array_equal(host(plain), want)
+    if numpy_backed(h):
+        assert np.array_equal(host(add_shifted(h, decay, d, in_place=True)), want)

@@ -51,7 +51,8 @@ Two paths, tested equal (``fast=False`` reads first below):
 * **score form** (``fast=True``, the default): y = ((U Kᵀ) ⊙ M) V and the score-form backward.
   Its cache holds x, q, k, v, u, y only, O(T·(D + k)) per sequence (no T·k² term): the
   backward rebuilds H_t by the same prefix sum (a transient) to solve for b; its other
-  transients are the three (T×T) score matrices per head. Storing every
+  transients are the three (T×T) score matrices per head, built one at a time (each masked
+  in place, and dropped once its terms of dK and dV are added: at most two are alive). Storing every
   H_t or R_t = H_t⁻¹ costs T·k² per head and sequence, which dominates when k is large (the
   paper's k = 20: 400 numbers per position against 20). The official code instead keeps
   only R_T and walks back by the inverse Sherman–Morrison update, which divides by
@@ -120,6 +121,12 @@ def key_covariances(k, inv_lam):
 def solve_each(H, r):
     """H_t⁻¹ r_t for every position: H (..., d, d), r (..., d) -> (..., d)."""
     return namespace(H).linalg.solve(H, r[..., None])[..., 0]
+
+
+def _masked_in_place(a, M):
+    """a ⊙ M, multiplied into `a`, a fresh product of the caller's (no second T×T array)."""
+    a *= M
+    return a
 
 
 class MesaPlainCache(NamedTuple):
@@ -249,12 +256,17 @@ class MesaLayer(Layer):
         xp = namespace(dout)
         M = self._mask(x)                                                  # (T, T)
         g = project(dout, params["Wp"].mT)                                 # (B, H, T, k)
-        S1 = (g @ v.mT) * M                                                # g_tᵀ v_i
+        scores = lambda a, c: _masked_in_place(a @ c.mT, M)               # (B, H, T, T) M ⊙ a_tᵀ c_i
+        S1 = scores(g, v)                                                  # g_tᵀ v_i
         b = solve_each(key_covariances(k, xp.exp(-params["log_lam"])), S1 @ k)   # H_t⁻¹ a_t
-        A1, A2 = (u @ k.mT) * M, (b @ k.mT) * M                            # u_tᵀ k_i, b_tᵀ k_i
-        dk = S1.mT @ u - A1.mT @ b - A2.mT @ u
+        dk = S1.mT @ u                                                     # dK = S1ᵀ U − A1ᵀ B − A2ᵀ U
+        del S1                                                             # peak memory: one T×T at a time
+        A1 = scores(u, k)                                                  # u_tᵀ k_i
+        dk, dv = dk - A1.mT @ b, A1.mT @ g
+        del A1
+        dk = dk - scores(b, k).mT @ u                                      # A2: b_tᵀ k_i
         dlog_lam = xp.sum(b * u, axis=(0, 2, 3)) / lam                     # (H,)
-        return self._input_grads(params, x, b, dk, A1.mT @ g, y, dout, dlog_lam, need_dx)
+        return self._input_grads(params, x, b, dk, dv, y, dout, dlog_lam, need_dx)
 
     @staticmethod
     def examples(rng):

@@ -78,7 +78,7 @@ from typing import NamedTuple
 import array_api_compat
 import numpy as np
 
-from tinynim.backend import asarray, namespace
+from tinynim.backend import asarray, namespace, numpy_backed
 from tinynim.nn.activations import sigmoid
 from tinynim.nn.base import Layer
 from tinynim.random import as_rng
@@ -148,15 +148,30 @@ def parallel_scan(lam, u, h0=None):
     previous block, shifted by d = 2^j steps and decayed by λ^d:
     h_t ← h_t + λ^d ⊙ h_{t−d}, with λ^d by repeated squaring. Only products of
     λ ∈ [0, 1]: no overflow, and λ = 0 or 1 stay exact (no logarithms). h0 enters as an
-    extra input λ ⊙ h0 at t = 0.
+    extra input λ ⊙ h0 at t = 0. From the second level on, h is the scan's own array, and on
+    numpy-backed arrays a level adds in place (:func:`add_shifted`).
     """
     xp = namespace(lam, u, h0)
     if h0 is not None:
         u = xp.concat([u[:, :1, :] + lam * h0[:, None, :], u[:, 1:, :]], axis=1)
     h, decay, d = u, lam, 1
     while d < u.shape[1]:
-        h = xp.concat([h[:, :d, :], h[:, d:, :] + decay * h[:, :-d, :]], axis=1)   # the first d steps have no block before them
+        h = add_shifted(h, decay, d, in_place=h is not u and numpy_backed(h))
         decay, d = drop_negligible(xp, decay * decay), 2 * d
+    return h
+
+
+def add_shifted(h, decay, d, *, in_place=False):
+    """h_t + decay ⊙ h_{t−d} for t ≥ d, h_t for t < d (no block before them), along axis 1.
+
+    Plain: a new array (a concat). ``in_place=True`` (the fast path, for an h the caller owns
+    and whose library writes through slices, numpy): the shifted product is formed first,
+    then added into h[:, d:] where it lies: one temporary instead of three, the same numbers."""
+    xp = namespace(h, decay)
+    if not in_place:
+        return xp.concat([h[:, :d, :], h[:, d:, :] + decay * h[:, :-d, :]], axis=1)
+    tail = h[:, d:, :]                                     # a view: writes land in h
+    tail += decay * h[:, :-d, :]                           # right side complete before any write
     return h
 
 
