@@ -5,10 +5,12 @@ Teacher (official ``metax/data/dataset/teacher.py``, scaled down): an MLP whose 
 layers are generated, by one linear map, from the concatenation of two K-hot layer codes over
 M modules; every pair of layer codes is a task, a fixed 25 % of the pairs is held out (OOD).
 Targets are soft: softmax of the teacher logits normalised per task and class, at T = 0.1.
-Learners: a linear hypernetwork (:class:`~tinynim.nn.HyperMLP`, the fast input is its code)
-and ANIL (:class:`AnilNet`, the fast input is its linear head), both adapted by Adam from a
-learned shared start on each task's support set and meta-trained *first order* on the query
-set (our setting; the official runs are second order, 200k outer steps, widths 128–512).
+Learners: a linear hypernetwork (:class:`~tinynim.nn.HyperMLP`, the fast input is its code),
+ANIL (:class:`AnilNet`, the fast input is its linear head) and MAML (:class:`TaskMLP`, the
+fast input is every weight), each adapted by Adam from a learned shared start on each task's
+support set and meta-trained on the query set, *first order* by default (our setting; the
+official runs are second order, 200k outer steps, widths 128–512); :func:`unrolled_gradients`
+is the second-order outer gradient, through the inner loop.
 Measured by :func:`comparison`; the claims are in tasks/modular_teacher.py (P6.hyperteacher.*)."""
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from tinynim.nn import ACTIVATIONS, MLP, HyperMLP, Layer
 from tinynim.optim import Adam
 from tinynim.random import RNG, as_rng
 from tinynim.train import fit
+from tinynim.tree import axpy as tree_axpy, sub as tree_sub, tree_map
 
 from tasks.modular_teacher import code_gradient, infer_codes, masks_from, soft_cross_entropy_per_task
 
@@ -91,6 +94,79 @@ class AnilNet(Layer):
         return {"default": (AnilNet([3, 5, 4], 2, activation="tanh"), (rng.normal((2, 6, 3)), rng.normal((2, 4, 2))), {})}
 
 
+class TaskMLPCache(NamedTuple):
+    hs: tuple           # each layer's input h_l (T, B, d_l)
+    acts: tuple         # each activation's cache (one fewer)
+    Ws: tuple           # each layer's per-task weights W_l (T, d_l, d_{l+1})
+
+
+class TaskMLP(Layer):
+    """MAML's monolithic student (Finn et al., arXiv:1703.03400): an MLP on ``sizes`` whose
+    *every* weight is the fast input, one flat vector w_t (P,) per task, P = Σ_l d_l d_{l+1};
+    NTK parametrisation, no biases, φ between layers, none after the last::
+
+        h_{l+1} = φ(h_l W_l / √d_l)  (linear for the last)   x: (T, B, d₀)  w: (T, P)  out: (T, B, d_L)
+
+    with W_l the l-th (d_l, d_{l+1}) block of w_t (row-major). No slow params: the learned
+    start w₀ (P,) is the meta-parameter. Backward: G_L = dout, dW_l = h_lᵀ G_l / √d_l,
+    G_{l−1} = φ'(·) ⊙ (G_l W_lᵀ / √d_l); dw = the dW_l flattened and concatenated."""
+
+    def __init__(self, sizes, activation: str = "relu"):
+        if len(sizes) < 2:
+            raise ValueError(f"TaskMLP: sizes must be [d_in, ..., d_out] with at least 2 entries, got {list(sizes)}")
+        self.check_sizes(**{f"sizes[{i}]": n for i, n in enumerate(sizes)})
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"TaskMLP: unknown activation {activation!r}; valid: {', '.join(sorted(ACTIVATIONS))}")
+        self.sizes, self.act = list(sizes), ACTIVATIONS[activation]()
+        self.n_weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))     # P
+
+    @property
+    def param_shapes(self):
+        return {}
+
+    def init(self, rng, *, dtype=None, backend=None):
+        return {}
+
+    def forward(self, params, x):
+        if not isinstance(x, tuple) or len(x) != 2:
+            raise TypeError(f"{self.name}: expected x = (inputs, w), got {type(x).__name__}")
+        h, w = x
+        self.check_input(h, ndim=3, last=self.sizes[0], what="inputs")
+        self.check_input(w, ndim=2, last=self.n_weights, what="w", like=h)
+        if w.shape[0] != h.shape[0]:
+            raise ValueError(f"{self.name}: expected w of shape ({h.shape[0]}, {self.n_weights}), got shape {tuple(w.shape)}")
+        xp = namespace(h)
+        hs, acts, Ws, at = [], [], [], 0
+        for l, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            if l:
+                h, c = self.act.forward({}, h)
+                acts.append(c)
+            W = xp.reshape(w[:, at:at + a * b], (w.shape[0], a, b))           # (T, a, b)
+            hs.append(h)
+            Ws.append(W)
+            h, at = (h @ W) / math.sqrt(a), at + a * b
+        return h, TaskMLPCache(tuple(hs), tuple(acts), tuple(Ws))
+
+    def backward(self, params, cache, dout):
+        hs, acts, Ws = cache
+        self.check_dout(dout, (hs[0].shape[0], hs[0].shape[1], self.sizes[-1]))
+        xp = namespace(dout)
+        dws = []
+        for l in reversed(range(len(Ws))):
+            s = 1.0 / math.sqrt(self.sizes[l])
+            dws.append(xp.reshape(s * (xp.matrix_transpose(hs[l]) @ dout), (dout.shape[0], -1)))
+            dout = s * (dout @ xp.matrix_transpose(Ws[l]))                     # (T, B, d_l)
+            if l:
+                dout, _ = self.act.backward({}, acts[l - 1], dout)
+        return (dout, xp.concat(dws[::-1], axis=-1)), {}
+
+    @staticmethod
+    def examples(rng):
+        rng = as_rng(rng)
+        net = TaskMLP([3, 4, 5, 2], activation="tanh")
+        return {"default": (net, (rng.normal((2, 6, 3)), rng.normal((2, net.n_weights))), {})}
+
+
 @dataclasses.dataclass(frozen=True)
 class FewShot:
     """The hyperteacher (official metax/data/dataset/teacher.py), scaled for a CPU, and one
@@ -102,8 +178,11 @@ class FewShot:
     student with the same layout and a code of M̂ entries, adapted by Adam on the code from one
     shared start (its generated modules at std 1/√M̂, like the official bank, so that W(ẑ) has
     O(1) entries); "anil": :class:`AnilNet`, adapted by Adam on its head from a learned
-    initial head. Both: first-order outer gradient on the query set (our setting; the official
-    runs are second order). :data:`LEARNERS` sets each learner's inner loop for the claims."""
+    initial head; "maml": :class:`TaskMLP` (3 hidden layers of `width`), adapted by Adam on
+    all its weights from a learned start. All: first-order outer gradient on the query set
+    unless ``second_order`` (our setting; the official runs are second order), AdamW outer
+    optimiser (``weight_decay``, clipped at global norm 1). :data:`LEARNERS` sets each
+    learner's inner loop for the claims."""
     learner: str = "hnet"
     M: int = 4
     K: int = 2
@@ -120,6 +199,8 @@ class FewShot:
     lr: float = 3e-3
     inner_steps: int = 10
     inner_lr: float = 0.1
+    second_order: bool = False      # the outer gradient through the inner loop (unrolled_gradients)
+    weight_decay: float = 0.0       # the outer AdamW's decoupled weight decay
     seed: int = 0
 
     def reseeded(self, offset: int) -> "FewShot":
@@ -182,7 +263,10 @@ def few_shot_learner(fs: FewShot):
     if fs.learner == "anil":
         net = AnilNet([fs.n_in, fs.width, fs.width], fs.classes)
         return net, {"net": net.init(rng), "start": zeros((fs.width, fs.classes))}
-    raise ValueError(f"few_shot_learner: learner must be 'hnet' or 'anil', got {fs.learner!r}")
+    if fs.learner == "maml":
+        net = TaskMLP([fs.n_in, fs.width, fs.width, fs.width, fs.classes])
+        return net, {"net": {}, "start": rng.normal((net.n_weights,))}
+    raise ValueError(f"few_shot_learner: learner must be one of {tuple(LEARNERS)}, got {fs.learner!r}")
 
 
 def _episode(fs, teacher, rng, idx):
@@ -213,6 +297,63 @@ def query_gradients(fs: FewShot, net, slow, support, query):
     return xp.mean(losses), {"net": grads, "start": xp.mean(dfast, axis=0)}
 
 
+def unrolled_gradients(fs: FewShot, net, slow, support, query):
+    """Second-order meta-gradient of one episode (MAML, arXiv:1703.03400, through the whole
+    inner loop): d/dθ and d/d(start) of the mean query loss (1/T) Σ_t L_q(z_t^K, θ), where
+    z_t^K is the end of the inner loop's K Adam steps on the support loss L_s from the start.
+
+    Forward (recorded): g_k = ∇_z L_s(z_k, θ), m_{k+1} = β₁m_k + (1−β₁)g_k,
+    v_{k+1} = β₂v_k + (1−β₂)g_k², z_{k+1} = z_k − (α/c₁) m_{k+1} / (√v_{k+1}/c₂ + ε),
+    c₁ = 1 − β₁^{k+1}, c₂ = √(1 − β₂^{k+1}) (tinynim's Adam, operation for operation).
+    Reverse, with adjoints a_z, a_m, a_v of (z_{k+1}, m_{k+1}, v_{k+1}) (a_z = ∇_z L_q / T at
+    the end, a_m = a_v = 0), d = √v/c₂ + ε::
+
+        a_m ← a_m − (α/c₁) a_z / d,   a_v ← a_v + (α/c₁) a_z m / (2 c₂ √v d²)
+        a_g = (1−β₁) a_m + 2(1−β₂) g a_v
+        a_z ← a_z + H_zz a_g,   a_θ ← a_θ + ∂_θ(g · a_g) = a_θ + d/dδ ∇_θ L_s(z_k + δ a_g)|₀
+        a_m ← β₁ a_m,   a_v ← β₂ a_v
+
+    Both second-order terms are one directional derivative of the hand gradients along a_g,
+    taken by central differences (step δ = ε_mach^{1/3} along a_g / max|a_g|: truncation and
+    rounding both ~ε_mach^{2/3}, as DARTS, arXiv:1806.09055). The start's gradient is Σ_t a_z
+    at step 0 (every task starts from it). Computed in float64 whatever the inputs' dtype:
+    Adam's m/√v is nearly scale-free in g, so its a_m and a_v terms cancel to a small a_g
+    (~1/|g| each); float32 loses it (measured: a meta-gradient norm of 2.5e3 vs 0.29).
+    Returns (mean query loss, {"net", "start"}) in the inputs' dtype."""
+    xp, dtype = namespace(support[0]), support[0].dtype
+    wide = lambda tree: tree_map(lambda a: xp.astype(a, xp.float64), tree)
+    (xs, ys), (xq, yq), slow = wide(support), wide(query), wide(slow)
+    params, T, loss = slow["net"], xs.shape[0], soft_cross_entropy_per_task
+    opt = Adam(fs.inner_lr)
+    z = xp.broadcast_to(slow["start"], (T,) + tuple(slow["start"].shape))
+    state, tape = opt.init({"z": z}), []
+    for _ in range(fs.inner_steps):
+        _, g, _ = code_gradient(net, params, xs, z, ys, loss)
+        new, state = opt.update({"z": g}, state, {"z": z})
+        tape.append((z, g, state["m"]["z"], state["v"]["z"], state["step"]))
+        z = new["z"]
+    losses, dz, a_theta = code_gradient(net, params, xq, z, yq, loss)
+    a_z, a_m, a_v = dz / T, xp.zeros_like(z), xp.zeros_like(z)
+    delta = xp.finfo(z.dtype).eps ** (1.0 / 3.0)
+    b1, b2, lr = opt.b1, opt.b2, opt.lr
+    for z, g, m, v, t in reversed(tape):
+        c1, c2 = 1.0 - b1 ** t, math.sqrt(1.0 - b2 ** t)
+        r = xp.sqrt(v)
+        d = r / c2 + opt.eps
+        a_m = a_m - (lr / c1) * a_z / d
+        a_v = a_v + xp.where(r > 0, (lr / c1) * a_z * m / (2.0 * c2 * xp.where(r > 0, r, 1.0) * d * d), 0.0)
+        a_g = (1.0 - b1) * a_m + 2.0 * (1.0 - b2) * g * a_v
+        s = xp.max(xp.abs(a_g))
+        s = xp.where(s > 0, s, 1.0)
+        _, g_plus, t_plus = code_gradient(net, params, xs, z + (delta / s) * a_g, ys, loss)
+        _, g_minus, t_minus = code_gradient(net, params, xs, z - (delta / s) * a_g, ys, loss)
+        a_z = a_z + (g_plus - g_minus) * (s / (2.0 * delta))
+        a_theta = tree_axpy(T * s / (2.0 * delta), tree_sub(t_plus, t_minus), a_theta)
+        a_m, a_v = b1 * a_m, b2 * a_v
+    narrow = lambda tree: tree_map(lambda a: xp.astype(a, dtype), tree)
+    return narrow(xp.mean(losses)), narrow({"net": a_theta, "start": xp.sum(a_z, axis=0)})
+
+
 def few_shot_train(fs: FewShot, *, quick_mode=None, log=None):
     """First-order meta-training: each step draws tasks_per_step training tasks, adapts on the
     support set, and steps the slow params along ∂_θ of the query loss at the adapted fast
@@ -224,10 +365,12 @@ def few_shot_train(fs: FewShot, *, quick_mode=None, log=None):
 
     def loss_and_grads(slow, step):
         idx = teacher.train[rng.integers(0, len(teacher.train), (fs.tasks_per_step,), host=True)]
-        return query_gradients(fs, net, slow, *_episode(fs, teacher, rng, idx))
+        return (unrolled_gradients if fs.second_order else query_gradients)(fs, net, slow,
+                                                                            *_episode(fs, teacher, rng, idx))
 
     steps = scaled(fs.steps, quick_mode=quick_mode)
-    slow, history = fit(lambda p, batch, step: loss_and_grads(p, step), slow, Adam(fs.lr, clip_norm=1.0),
+    slow, history = fit(lambda p, batch, step: loss_and_grads(p, step), slow,
+                        Adam(fs.lr, weight_decay=fs.weight_decay, clip_norm=1.0),
                         steps=steps, log=log, log_every=max(steps // 5, 1))
     return teacher, (net, slow), history
 
@@ -253,15 +396,17 @@ def few_shot_metrics(fs: FewShot, *, quick_mode=None, log=None) -> dict:
 
 # -- the comparison of the claims ------------------------------------------------------------
 
-LEARNERS = {"hnet": dict(learner="hnet", inner_lr=0.3), "anil": dict(learner="anil", inner_lr=0.1, inner_steps=30)}
+LEARNERS = {"hnet": dict(learner="hnet", inner_lr=0.3), "anil": dict(learner="anil", inner_lr=0.1, inner_steps=30),
+            "maml": dict(learner="maml", inner_lr=0.03)}
 COMPARISONS = {"hyperteacher": FewShot(K=2), "hyperteacher_k1": FewShot(K=1)}
 
 
 def comparison(name: str, *, quick_mode=None, log=None, seed_offset: int = 0) -> dict:
-    """Both learners (:data:`LEARNERS`) on the teacher and split of ``COMPARISONS[name]``
+    """Every learner of :data:`LEARNERS` on the teacher and split of ``COMPARISONS[name]``
     (seed shifted by seed_offset), in the active dtype (the claims: float32):
-    ``{hnet_train, hnet_ood, anil_train, anil_ood, ood_gap, hnet_gen_gap}``, accuracies in
-    [0, 1], ood_gap = hnet_ood − anil_ood, hnet_gen_gap = hnet_train − hnet_ood."""
+    ``{hnet_train, hnet_ood, anil_train, anil_ood, maml_train, maml_ood, ood_gap, maml_gap,
+    hnet_gen_gap}``, accuracies in [0, 1], ood_gap = hnet_ood − anil_ood,
+    maml_gap = hnet_ood − maml_ood, hnet_gen_gap = hnet_train − hnet_ood."""
     if name not in COMPARISONS:
         raise ValueError(f"comparison: unknown experiment {name!r}; known: {tuple(COMPARISONS)}")
     out = {}
@@ -270,5 +415,6 @@ def comparison(name: str, *, quick_mode=None, log=None, seed_offset: int = 0) ->
         m = few_shot_metrics(fs, quick_mode=quick_mode, log=log)
         out[f"{learner}_train"], out[f"{learner}_ood"] = m["train_acc"], m["ood_acc"]
     out["ood_gap"] = out["hnet_ood"] - out["anil_ood"]
+    out["maml_gap"] = out["hnet_ood"] - out["maml_ood"]
     out["hnet_gen_gap"] = out["hnet_train"] - out["hnet_ood"]
     return out

@@ -15,8 +15,10 @@ from hypothesis import given, strategies as st
 
 from tinynim.backend import asarray
 from tinynim.random import RNG
-from tasks.modular_fewshot import (AnilNet, FewShot, comparison, few_shot_learner, few_shot_targets, hyperteacher,
-                                   layer_codes, query_gradients)
+from tinynim.nn import HyperMLP
+from tinynim.tree import axpy as tree_axpy, leaves as tree_leaves, tree_map
+from tasks.modular_fewshot import (AnilNet, FewShot, TaskMLP, _adapt, comparison, few_shot_learner, few_shot_targets,
+                                   hyperteacher, layer_codes, query_gradients, unrolled_gradients)
 from tasks.modular_teacher import soft_cross_entropy_per_task
 from helpers import assert_gradients, host
 
@@ -96,7 +98,41 @@ def test_anil_bad_inputs_name_the_layer(f64):
         net(p, (rng.normal((2, 6, 3)), rng.normal((2, 4, 2))))
 
 
-@pytest.mark.parametrize("learner", ["hnet", "anil"])
+@given(T=st.integers(1, 3), B=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_task_mlp_gradients(backend, T, B, seed):
+    rng = RNG(seed)
+    net = TaskMLP([3, 4, 5, 2], activation="tanh")
+    assert_gradients(net, net.init(rng), (rng.normal((T, B, 3)), rng.normal((T, net.n_weights))))
+
+
+def test_task_mlp_forward_is_each_tasks_own_mlp(f64):
+    """Task t's output is the NTK MLP (no biases) whose weights are the row-major blocks of w_t."""
+    rng = RNG(2)
+    sizes = [3, 5, 4, 2]
+    net = TaskMLP(sizes)
+    x, w = rng.normal((2, 6, 3)), rng.normal((2, net.n_weights))
+    assert net.n_weights == 3 * 5 + 5 * 4 + 4 * 2
+    out = host(net(net.init(rng), (x, w)))
+    for t in range(2):
+        h, at, wt = host(x)[t], 0, host(w)[t]
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            h = (np.maximum(h, 0.0) if i else h) @ wt[at:at + a * b].reshape(a, b) / math.sqrt(a)
+            at += a * b
+        np.testing.assert_allclose(out[t], h, rtol=1e-10, atol=1e-12)
+
+
+def test_task_mlp_bad_inputs_name_the_layer(f64):
+    rng = RNG(0)
+    net = TaskMLP([3, 4, 2])
+    with pytest.raises(TypeError, match="TaskMLP"):
+        net({}, rng.normal((2, 6, 3)))
+    with pytest.raises(ValueError, match=r"TaskMLP.*\(2, 20\).*\(3, 20\)"):
+        net({}, (rng.normal((2, 6, 3)), rng.normal((3, 20))))
+    with pytest.raises(ValueError, match="TaskMLP"):
+        net({}, (rng.normal((2, 6, 3)), rng.normal((2, 19))))
+
+
+@pytest.mark.parametrize("learner", ["hnet", "anil", "maml"])
 def test_start_gradient_is_mean_query_gradient(f64, learner):
     """First-order meta-gradient of the shared start: with the adapted fast inputs held fixed
     (here: no inner steps, so fast = start for every task), ∂/∂start of the mean query loss =
@@ -125,3 +161,44 @@ def test_start_gradient_is_mean_query_gradient(f64, learner):
 def test_comparison_rejects_unknown_experiment():
     with pytest.raises(ValueError, match="comparison: unknown experiment 'nope'"):
         comparison("nope")
+
+
+@pytest.mark.parametrize("learner", ["hnet", "anil", "maml"])
+def test_unrolled_meta_gradient_matches_central_differences(f64, learner):
+    """The second-order meta-gradient (through 4 inner Adam steps, reverse-mode by hand with
+    Hessian-vector products by central differences of the hand gradients) against central
+    differences of the whole unrolled meta-loss, along a random direction of the network's
+    params and of the start. tanh students (smooth: no kinks under the differences).
+    Tolerance 1e-6 relative: the HVPs err by ~ε_mach^{2/3} ≈ 4e-11 relative, the outer
+    differences (ε = 1e-5) by ~1e-10; the first-order gradient differs by ~1e-2 here."""
+    fs = FewShot(learner=learner, M=4, K=2, n_in=3, hidden=4, classes=3, width=4, M_student=5,
+                 shots=6, tasks_per_step=3, inner_steps=4, inner_lr=0.1)
+    teacher = hyperteacher(fs)
+    rng = RNG(7)
+    if learner == "hnet":
+        net = HyperMLP(5, [3, 4, 4, 4, 3], generated=(False, True, True, False), activation="tanh")
+        slow = {"net": net.init(rng), "start": rng.normal((5,))}
+    elif learner == "anil":
+        net = AnilNet([3, 4, 4], 3, activation="tanh")
+        slow = {"net": net.init(rng), "start": rng.normal((4, 3))}
+    else:
+        net = TaskMLP([3, 4, 4, 3], activation="tanh")
+        slow = {"net": {}, "start": rng.normal((net.n_weights,))}
+    sets = []
+    for _ in range(2):
+        x = rng.uniform((3, 6, 3), -1.0, 1.0)
+        sets.append((x, few_shot_targets(fs, teacher, x, teacher.train[:3])))
+    loss0, grads = unrolled_gradients(fs, net, slow, *sets)
+    _, first = query_gradients(fs, net, slow, *sets)
+    V = tree_map(lambda a: rng.normal(tuple(a.shape)), slow)
+
+    def meta_loss(p):
+        z = _adapt(fs, net, p, *sets[0])
+        return float(np.mean(host(soft_cross_entropy_per_task(net(p["net"], (sets[1][0], z)), sets[1][1])[0])))
+
+    eps = 1e-5
+    fd = (meta_loss(tree_axpy(eps, V, slow)) - meta_loss(tree_axpy(-eps, V, slow))) / (2 * eps)
+    assert abs(float(loss0) - meta_loss(slow)) <= 1e-12
+    dot = lambda g: sum(float(np.sum(host(a) * host(b))) for a, b in zip(tree_leaves(g), tree_leaves(V)))
+    assert abs(fd - dot(grads)) <= 1e-6 * (1 + abs(fd))
+    assert abs(fd - dot(first)) > 1e-4 * (1 + abs(fd))          # the second-order terms matter here
