@@ -34,7 +34,7 @@ import dataclasses
 
 import numpy as np
 
-from tasks import modular_teacher as p6
+from tasks import modular_fewshot as fewshot, modular_teacher as p6
 from tinynim import claims
 from tinynim.backend import asarray, get_backend, use_dtype
 from tinynim.experiment import pyplot, quick, save_figure, scaled
@@ -112,13 +112,26 @@ if plt is not None:
 # MAML 55 %) and ANIL ahead for K = 1.
 
 # %%
-few_shot = {name: p6.measure(name) for name in ("hyperteacher", "hyperteacher_k1")}
+steps = scaled(fewshot.COMPARISONS["hyperteacher"].steps)
+few_shot = {"hyperteacher": fewshot.comparison("hyperteacher", eval_every=max(steps // 10, 1)),
+            "hyperteacher_k1": p6.measure("hyperteacher_k1")}
 print("| K | hnet train | hnet OOD | ANIL train | ANIL OOD | MAML train | MAML OOD | hnet − ANIL | hnet − MAML |\n"
       "|---|---|---|---|---|---|---|---|---|")
 for name, m in few_shot.items():
     print(f"| {1 if name.endswith('k1') else 2} | {m['hnet_train']:.3f} | {m['hnet_ood']:.3f} | "
           f"{m['anil_train']:.3f} | {m['anil_ood']:.3f} | {m['maml_train']:.3f} | {m['maml_ood']:.3f} | "
           f"{m['ood_gap']:+.3f} | {m['maml_gap']:+.3f} |")
+
+# %%
+if plt is not None:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for learner, label in (("hnet", "linear hypernetwork"), ("anil", "ANIL"), ("maml", "MAML (first order)")):
+        ax.plot(*few_shot["hyperteacher"][f"{learner}_curve"], marker="o", label=label)
+    ax.axhline(0.25, color="gray", lw=0.8, ls=":", label="chance")
+    ax.set(xlabel="outer step", ylabel="OOD query accuracy", title="hyperteacher M = 4, K = 2: held-out combinations")
+    ax.legend()
+    fig.tight_layout()
+    print("figure:", save_figure(fig, "06_hyperteacher.png"))
 
 # %% [markdown]
 # ## 5 · The claims beside this run

@@ -354,10 +354,12 @@ def unrolled_gradients(fs: FewShot, net, slow, support, query):
     return narrow(xp.mean(losses)), narrow({"net": a_theta, "start": xp.sum(a_z, axis=0)})
 
 
-def few_shot_train(fs: FewShot, *, quick_mode=None, log=None):
-    """First-order meta-training: each step draws tasks_per_step training tasks, adapts on the
-    support set, and steps the slow params along ∂_θ of the query loss at the adapted fast
-    params (for ANIL's initial head: the mean of the tasks' head gradients, first-order MAML).
+def few_shot_train(fs: FewShot, *, quick_mode=None, log=None, eval_every=None):
+    """Meta-training: each step draws tasks_per_step training tasks, adapts on the support
+    set, and steps the slow params along the first-order meta-gradient (∂_θ of the query loss
+    at the adapted fast params; for the start: the mean of the tasks' fast-input gradients,
+    first-order MAML), or the second-order one (``fs.second_order``: :func:`unrolled_gradients`).
+    With ``eval_every``, the history records the OOD accuracy ("ood_acc", at "eval_step").
     Returns (:class:`Hyperteacher`, learner (net, slow), history)."""
     teacher = hyperteacher(fs)
     net, slow = few_shot_learner(fs)
@@ -371,7 +373,8 @@ def few_shot_train(fs: FewShot, *, quick_mode=None, log=None):
     steps = scaled(fs.steps, quick_mode=quick_mode)
     slow, history = fit(lambda p, batch, step: loss_and_grads(p, step), slow,
                         Adam(fs.lr, weight_decay=fs.weight_decay, clip_norm=1.0),
-                        steps=steps, log=log, log_every=max(steps // 5, 1))
+                        steps=steps, log=log, log_every=max(steps // 5, 1), eval_every=eval_every,
+                        eval_fn=lambda p, done: {"ood_acc": few_shot_accuracy(fs, teacher, (net, p), teacher.ood)})
     return teacher, (net, slow), history
 
 
@@ -387,11 +390,15 @@ def few_shot_accuracy(fs, teacher: Hyperteacher, learner, idx, seed: int = 0, mi
     return float(xp.mean(xp.astype(xp.argmax(pred, axis=-1) == xp.argmax(yq, axis=-1), pred.dtype)))
 
 
-def few_shot_metrics(fs: FewShot, *, quick_mode=None, log=None) -> dict:
-    """Query accuracy on the training combinations and on the held-out ones (OOD)."""
-    teacher, learner, _ = few_shot_train(fs, quick_mode=quick_mode, log=log)
-    return {"train_acc": few_shot_accuracy(fs, teacher, learner, teacher.train),
-            "ood_acc": few_shot_accuracy(fs, teacher, learner, teacher.ood)}
+def few_shot_metrics(fs: FewShot, *, quick_mode=None, log=None, eval_every=None) -> dict:
+    """Query accuracy on the training combinations and on the held-out ones (OOD); with
+    ``eval_every``, also "curve": (outer steps, OOD accuracy there) over training."""
+    teacher, learner, history = few_shot_train(fs, quick_mode=quick_mode, log=log, eval_every=eval_every)
+    out = {"train_acc": few_shot_accuracy(fs, teacher, learner, teacher.train),
+           "ood_acc": few_shot_accuracy(fs, teacher, learner, teacher.ood)}
+    if eval_every:
+        out["curve"] = (list(history["eval_step"]), list(history["ood_acc"]))
+    return out
 
 
 # -- the comparison of the claims ------------------------------------------------------------
@@ -401,19 +408,22 @@ LEARNERS = {"hnet": dict(learner="hnet", inner_lr=0.3), "anil": dict(learner="an
 COMPARISONS = {"hyperteacher": FewShot(K=2), "hyperteacher_k1": FewShot(K=1)}
 
 
-def comparison(name: str, *, quick_mode=None, log=None, seed_offset: int = 0) -> dict:
+def comparison(name: str, *, quick_mode=None, log=None, seed_offset: int = 0, eval_every=None) -> dict:
     """Every learner of :data:`LEARNERS` on the teacher and split of ``COMPARISONS[name]``
     (seed shifted by seed_offset), in the active dtype (the claims: float32):
     ``{hnet_train, hnet_ood, anil_train, anil_ood, maml_train, maml_ood, ood_gap, maml_gap,
     hnet_gen_gap}``, accuracies in [0, 1], ood_gap = hnet_ood − anil_ood,
-    maml_gap = hnet_ood − maml_ood, hnet_gen_gap = hnet_train − hnet_ood."""
+    maml_gap = hnet_ood − maml_ood, hnet_gen_gap = hnet_train − hnet_ood; with ``eval_every``
+    also ``{learner}_curve``: (outer steps, OOD accuracy) over training."""
     if name not in COMPARISONS:
         raise ValueError(f"comparison: unknown experiment {name!r}; known: {tuple(COMPARISONS)}")
     out = {}
     for learner, settings in LEARNERS.items():
         fs = dataclasses.replace(COMPARISONS[name].reseeded(seed_offset), **settings)
-        m = few_shot_metrics(fs, quick_mode=quick_mode, log=log)
+        m = few_shot_metrics(fs, quick_mode=quick_mode, log=log, eval_every=eval_every)
         out[f"{learner}_train"], out[f"{learner}_ood"] = m["train_acc"], m["ood_acc"]
+        if eval_every:
+            out[f"{learner}_curve"] = m["curve"]
     out["ood_gap"] = out["hnet_ood"] - out["anil_ood"]
     out["maml_gap"] = out["hnet_ood"] - out["maml_ood"]
     out["hnet_gen_gap"] = out["hnet_train"] - out["hnet_ood"]
