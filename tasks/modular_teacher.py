@@ -553,8 +553,8 @@ CLAIMS += (
            reference="55.41 % (Table A3, M = 4, K = 2)", source="paper Table A3 (ours: CPU scale)", experiment="hyperteacher",
            statement=f"{_HT_RUN}, K = 2: MAML (every weight of a 3 × 32 ReLU MLP adapted, 10 inner Adam steps from the "
                      f"learned start, first order) query accuracy on the 25 held-out combinations (chance 0.25)",
-           why="0.53–0.58 over seeds (inner lr 0.1 chosen from {0.03, 0.1, 0.3} on seed 0: 0.55, 0.56, 0.37); the "
-               "bound leaves ~0.08 of room", **_HT),
+           why="0.53–0.58 over seeds with inner lr 0.03 (official 0.01; seed 0 with 0.03 / 0.1 / 0.3: 0.55 / 0.56 / "
+               "0.37); the bound leaves ~0.08 of room", **_HT),
     _CLAIM(id="P6.hyperteacher.maml_ordering", observed=(0.02521, 0.07875), metric="maml_gap", bound=(">", 0.0),
            reference="> 0 (Table A3: +20.9 points)", source="paper Table A3 (ordering); ours: CPU scale",
            experiment="hyperteacher",
