@@ -26,10 +26,9 @@
 # claims live in `tasks/modular_teacher.py`.
 #
 # Run: `python examples/06_modular_hypernetworks.py [--quick]` (or `TINYNIM_QUICK=1`). Any
-# `TINYNIM_BACKEND` (float64 throughout). Expected runtime on an idle 2-core CPU: about
-# 4 min before the MAML baseline joined section 4 (it adds two runs of ~10 s each; not
-# re-timed). Quick mode: 29 s CPU (measured with MAML and the training curves, at load ≈ 9:
-# 5.3 min wall).
+# `TINYNIM_BACKEND` (float64 throughout). Runtime measured at load ≈ 9 on the 2 shared
+# cores: 2.2 min CPU, 7.9 min wall (idle: about 4 min before MAML joined section 4); quick
+# mode 29 s CPU, 5.3 min wall.
 
 # %%
 import dataclasses
