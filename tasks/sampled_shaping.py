@@ -307,8 +307,9 @@ def train_sampled(run: SampledRun, *, quick_mode=None, log=None, seed_offset=0):
         for step in range(steps):
             psi = rng.normal((run.seeds, run.n_coplayers, 5))
             out = rollout(theta, psi, rng, B=run.B, T=run.T, naive=naive)          # (E, S, N, B, L)
-            grad = xp.stack([xp.mean(tabular_gradient(name, out["state"][e], out["score"][e], out["reward"][e], run.T),
-                                     axis=-3) for e, name in enumerate(names)])    # (E, S, M, 5)
+            per_run = [tabular_gradient(name, out["state"][e, ...], out["score"][e, ...], out["reward"][e, ...], run.T)
+                       for e, name in enumerate(names)]                             # (S, N, M, 5) each
+            grad = xp.stack([xp.mean(g, axis=-3) for g in per_run])                # (E, S, M, 5)
             theta, state = opt.update(-grad, state, theta)
             history.append(to_numpy(xp.mean(out["reward"], axis=(-3, -2, -1))))
             if log is not None and step % max(steps // 5, 1) == 0:

@@ -109,6 +109,16 @@ def test_naive_updates_are_the_explicit_sums(backend, B, T, seed):
         assert_close(out["psi"], ps + want, EXACT, rule)
 
 
+def test_sampled_training_runs_on_the_backend(backend):
+    """Two steps of the batched training and its metrics: shapes, and θ moved from zero."""
+    run = ss.SampledRun(n_coplayers=2, B=2, M=2, T=2, steps=2, seeds=2)
+    theta, history = ss.train_sampled(run, quick_mode=False)
+    assert tuple(theta.shape) == (3, 2, 2, 5) and history.shape == (2, 3, 2)
+    assert np.all(np.isfinite(host(theta))) and np.any(host(theta) != 0)
+    m = ss.sampled_metrics(run, theta)
+    assert set(m) == {*lp.ESTIMATORS, "coala_minus_mfos", "coala_minus_batch_unaware", "margin_se"}
+
+
 def test_bad_inputs_name_the_function(f64):
     with pytest.raises(ValueError, match="Naive.*'a2c'"):
         ss.Naive("a2c")
