@@ -80,37 +80,60 @@ def _learn(naive: Naive, psi, obs, coop, rewards):
     return psi + naive.eta * xp.mean(xp.sum(weight[..., None] * obs, axis=-2), axis=-2)
 
 
-def rollout(theta, psi, rng: RNG, *, B: int, T: int, naive: Naive):
-    """Sample B meta-trajectories per co-player: θ (..., M, 5) meta logits, ψ (..., N, 5) the
-    co-players' initial logits (the leading axes of θ and ψ[..., 0] broadcast).
+class TabularPolicy:
+    """The time-indexed tabular meta policy π(C | m, s) = σ(θ[m, s]), θ (..., M, 5): the step
+    interface of :func:`rollout` (no memory beyond the episode index and the state)."""
 
-    Returns a dict of (..., N, B, L) arrays: "state" (the meta agent's, int), "score"
+    def __init__(self, theta):
+        if theta.ndim < 2 or theta.shape[-1] != 5:
+            raise ValueError(f"TabularPolicy: expected θ of shape (..., M, 5), got {tuple(theta.shape)}")
+        self.theta, self.M, self.lead = theta, theta.shape[-2], tuple(theta.shape[:-2])
+
+    def start(self, shape):
+        return None
+
+    def step(self, carry, m: int, t: int, state, last, r_prev):
+        """P(C) (..., N, B) at step t of episode m from the own-first state; `last` (the last
+        outcome over the long history) and `r_prev` (the last reward) are not used."""
+        xp = namespace(self.theta)
+        th = self.theta[..., None, None, m, :]                                  # (..., 1, 1, 5)
+        return ipd.sigmoid(xp.sum(ipd.observe(state, self.theta.dtype) * th, axis=-1)), None
+
+
+def rollout(policy, psi, rng: RNG, *, B: int, T: int, naive: Naive):
+    """Sample B meta-trajectories of M = policy.M episodes per co-player: `policy` a
+    :class:`TabularPolicy` (or any object with its step interface, e.g. a sequence model),
+    ψ (..., N, 5) the co-players' initial logits (broadcast with the policy's leading axes).
+
+    Returns a dict of (..., N, B, L) arrays: "state" (the meta agent's own-first state within
+    the episode, int), "outcome" (the step's joint outcome 0..3 from its view, int), "score"
     (1[a = C] − p), "reward" (the meta agent's), "naive_reward"; and "psi", the co-players'
     logits after their last update (..., N, 5).
     """
-    xp = namespace(theta, psi)
-    M = theta.shape[-2]
-    shape = tuple(np.broadcast_shapes(theta.shape[:-2], psi.shape[:-2])) + (psi.shape[-2], B)
-    th = theta[..., None, None, :, :]                                          # (..., 1, 1, M, 5)
-    zero = xp.zeros(shape, dtype=xp.int64, device=array_api_compat.device(theta))
-    out = {"state": [], "score": [], "reward": [], "naive_reward": []}
-    for m in range(M):
+    xp = namespace(psi)
+    dtype = psi.dtype
+    shape = tuple(np.broadcast_shapes(policy.lead, psi.shape[:-2])) + (psi.shape[-2], B)
+    zero = xp.zeros(shape, dtype=xp.int64, device=array_api_compat.device(psi))
+    out = {"state": [], "outcome": [], "score": [], "reward": [], "naive_reward": []}
+    carry, last, r_prev = policy.start(shape), zero, xp.zeros(shape, dtype=dtype, device=array_api_compat.device(psi))
+    for m in range(policy.M):
         s_meta, s_naive = zero, zero
         episode = {"obs": [], "coop": [], "reward": []}
-        for _ in range(T):
-            o_meta = ipd.observe(s_meta, theta.dtype)                          # (..., N, B, 5)
-            o_naive = ipd.observe(zero if naive.memoryless else s_naive, theta.dtype)
-            p = ipd.sigmoid(xp.sum(o_meta * th[..., m, :], axis=-1))          # (..., N, B)
+        for t in range(T):
+            o_naive = ipd.observe(zero if naive.memoryless else s_naive, dtype)    # (..., N, B, 5)
+            p, carry = policy.step(carry, m, t, s_meta, last, r_prev)              # (..., N, B)
             q = ipd.sigmoid(xp.sum(o_naive * psi[..., None, :], axis=-1))
-            a = xp.astype(rng.uniform(shape) >= p, xp.int64)                   # 0 = C
+            a = xp.astype(rng.uniform(shape) >= p, xp.int64)                       # 0 = C
             c = xp.astype(rng.uniform(shape) >= q, xp.int64)
             out["state"].append(s_meta)
-            out["score"].append(xp.astype(1 - a, theta.dtype) - p)
-            s_meta, s_naive, r1, r2 = ipd.step(a, c)
-            out["reward"].append(r1)
+            out["score"].append(xp.astype(1 - a, dtype) - p)
+            s_meta, s_naive, r_prev, r2 = ipd.step(a, c)
+            last = s_meta
+            out["outcome"].append(s_meta - 1)
+            out["reward"].append(r_prev)
             out["naive_reward"].append(r2)
             episode["obs"].append(o_naive)
-            episode["coop"].append(xp.astype(1 - c, theta.dtype))
+            episode["coop"].append(xp.astype(1 - c, dtype))
             episode["reward"].append(r2)
         psi = _learn(naive, psi, xp.stack(episode["obs"], axis=-2), xp.stack(episode["coop"], axis=-1),
                      xp.stack(episode["reward"], axis=-1))
@@ -254,7 +277,7 @@ def unbiasedness(seed=0, *, B=8, M=5, T=3, eta=0.5, samples=32_000, chunk=2_000,
         grads = {name: [] for name in ESTIMATORS}
         returns = []
         for _ in range(samples // chunk):
-            out = rollout(theta, psi, rng, B=B, T=T, naive=naive)
+            out = rollout(TabularPolicy(theta), psi, rng, B=B, T=T, naive=naive)
             for name in ESTIMATORS:
                 grads[name].append(to_numpy(tabular_gradient(name, out["state"], out["score"], out["reward"], T)))
             returns.append(to_numpy(out["reward"]).sum(axis=-1).mean(axis=-1))
@@ -306,7 +329,7 @@ def train_sampled(run: SampledRun, *, quick_mode=None, log=None, seed_offset=0):
         history = []
         for step in range(steps):
             psi = rng.normal((run.seeds, run.n_coplayers, 5))
-            out = rollout(theta, psi, rng, B=run.B, T=run.T, naive=naive)          # (E, S, N, B, L)
+            out = rollout(TabularPolicy(theta), psi, rng, B=run.B, T=run.T, naive=naive)          # (E, S, N, B, L)
             per_run = [tabular_gradient(name, out["state"][e, ...], out["score"][e, ...], out["reward"][e, ...], run.T)
                        for e, name in enumerate(names)]                             # (S, N, M, 5) each
             grad = xp.stack([xp.mean(g, axis=-3) for g in per_run])                # (E, S, M, 5)
@@ -325,7 +348,7 @@ def evaluate_sampled(run: SampledRun, theta, *, n_eval=4, seed_offset=0):
         rng = RNG(10_000 + run.seed + 1000 * seed_offset)
         xp = namespace(theta)
         naive = Naive("reinforce", run.eta)
-        return np.concatenate([to_numpy(xp.mean(rollout(theta, rng.normal((run.seeds, run.n_coplayers, 5)), rng,
+        return np.concatenate([to_numpy(xp.mean(rollout(TabularPolicy(theta), rng.normal((run.seeds, run.n_coplayers, 5)), rng,
                                                         B=run.B, T=run.T, naive=naive)["reward"], axis=(-2, -1)))
                                for _ in range(n_eval)], axis=-1)
 

@@ -75,7 +75,7 @@ def test_tabular_gradient_is_the_plain_estimator(backend, B, M, T, rule, seed):
     """The one-hot contraction = policy_gradient on the full (…, B, L, M·5) scores, every
     estimator, on a sampled rollout with a leading run axis."""
     rng = RNG(seed)
-    out = ss.rollout(rng.normal((2, M, 5)), rng.normal((2, 3, 5)), rng, B=B, T=T, naive=ss.Naive(rule, 0.7))
+    out = ss.rollout(ss.TabularPolicy(rng.normal((2, M, 5))), rng.normal((2, 3, 5)), rng, B=B, T=T, naive=ss.Naive(rule, 0.7))
     assert tuple(out["reward"].shape) == (2, 3, B, M * T) and tuple(out["psi"].shape) == (2, 3, 5)
     scores = ss.full_scores(out["state"], out["score"], M)
     for name in lp.ESTIMATORS:
@@ -91,7 +91,7 @@ def test_naive_updates_are_the_explicit_sums(backend, B, T, seed):
     rng = RNG(seed)
     theta, psi = rng.normal((1, 5)), rng.normal((2, 5))
     for rule, memoryless in (("reinforce", False), ("sign", True)):
-        out = ss.rollout(theta, psi, rng, B=B, T=T, naive=ss.Naive(rule, 0.7, memoryless))
+        out = ss.rollout(ss.TabularPolicy(theta), psi, rng, B=B, T=T, naive=ss.Naive(rule, 0.7, memoryless))
         s, r2, ps = host(out["state"]), host(out["naive_reward"]), host(psi)
         want = np.zeros_like(ps)
         for n in range(2):
