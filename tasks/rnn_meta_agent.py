@@ -162,7 +162,7 @@ def train_rnn(run: RNNRun, *, quick_mode=None, log=None, seed_offset=0):
             y, cache = layer.forward(params, x)
             coop = xp.astype(1 - out["outcome"] // 2, y.dtype)                       # outcome = 2a + c
             _, dy = loss_gradient(run.estimator, xp.reshape(y, (N, B, L, 2)), coop, out["reward"], run.T)
-            _, grads = layer.backward(params, cache, xp.reshape(dy, (N * B, L, 2)))
+            _, grads = layer.backward(params, cache, xp.reshape(dy, (N * B, L, 2)), need_dx=False)   # inputs are data
             params, state = opt.update(grads, state, params)
             history.append((float(to_numpy(xp.mean(out["reward"]))), float(to_numpy(xp.mean(out["naive_reward"])))))
             if log is not None and step % max(steps // 5, 1) == 0:
