@@ -177,10 +177,17 @@ MLP_CASES = st.tuples(st.sampled_from(sorted(ACTIVATIONS)), st.sampled_from(["st
 def test_mlp_params_jacobian_and_ntk_match_finite_differences(backend, case, seed):
     """Every activation, both parametrisations, with and without biases: the params Jacobian
     (fast route) against central differences of the forward (float64; 1e-7 smooth, 1e-4 for
-    ReLU, whose kinks a probe may straddle), and the NTK against those Jacobians contracted."""
+    ReLU, whose kinks a probe may straddle), and the NTK against those Jacobians contracted.
+    The biases are drawn at random, not left at their zero init: with zero biases an example whose
+    first hidden layer is all dead puts every later ReLU exactly at its kink (pre-activation 0),
+    where a central difference measures the slope ½ and the layer's relu'(0) = 0 — both correct,
+    and a false alarm (seed 1024, B = 3 drew one)."""
     activation, parametrization, bias, d_out, B = case
     layer = MLP([2, 5, 3, d_out], activation=activation, bias=bias, parametrization=parametrization)
     params = layer.init(RNG(seed))
+    for path, leaf in leaves_with_paths(params):
+        if path.endswith("b"):
+            params = set_leaf(params, path, RNG(seed + 2).normal(tuple(leaf.shape)))
     x = RNG(seed + 1).normal((B, 2))
     tol = KINK_TOL if activation == "relu" else 1e-7
     J = analysis.jacobian(layer, params, x, wrt="params")
