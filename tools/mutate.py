@@ -22,7 +22,10 @@ maths is the same on every backend); a mutant that survives them meets its mappe
 files on every backend (code about backends meets every backend from the start). It is
 *killed* when a test fails, the suite cannot be collected, or the run exceeds its timeout
 (an endless loop). Slow (trained) tests are not run: a mutant that only they could catch
-counts as a survivor. Survivors that are real equivalents (no test could
+counts as a survivor. ``--mapped-only`` skips the whole-suite stage (and times the baseline
+on the mapped files only): a mutant that its own mapped test files miss then counts as a
+survivor, so that score is a lower bound of the full one, for a loaded machine (a survivor
+costs one whole-suite run otherwise). Survivors that are real equivalents (no test could
 tell them apart from the original) are listed with a reason in
 ``tools/mutation_equivalents.txt``; any other survivor is reported as *unexplained* and
 makes the exit code 1. The score is killed / (run − listed equivalents).
@@ -451,12 +454,22 @@ def test_map(root: Path) -> dict:
         rel = str(test.relative_to(root))
         direct[rel] = imported(test)
         indirect[rel] = set().union(*(support[m] for m in direct[rel] if m in support))
-    mapping = {}
-    for rel in (str(p.relative_to(root)) for t in TARGETS for p in (root / t).rglob("*.py")):
+    mapping, sources = {}, [str(p.relative_to(root)) for t in TARGETS for p in (root / t).rglob("*.py")]
+    for rel in sources:
         mod, stem = _module_name(rel), Path(rel).stem
         own = [t for t in direct if Path(t).stem in (f"test_{stem}", f"test_{stem.lstrip('_')}")]
         files = own + [t for t, mods in direct.items() if mod in mods and t not in own]
         mapping[rel] = files + [t for t, mods in indirect.items() if mod in mods and t not in files]
+    users = {rel: [u for u in sources if u != rel and _module_name(rel) in imported(root / u)] for rel in sources}
+    for rel in sources:               # no test imports it: the test files of the modules that do
+        if not mapping[rel]:
+            mapping[rel] = list(dict.fromkeys(t for u in users[rel] for t in mapping[u]))
+    # a paper's exact claims (tests/test_claims.py) run its module's measurements and what they import
+    papers = {rel for rel in sources if re.search(r"^CLAIMS\b", (root / rel).read_text(), re.M)}
+    claims = "tests/test_claims.py"
+    for rel in sources:
+        if (rel in papers or papers & set(users[rel])) and claims not in mapping[rel] and (root / claims).exists():
+            mapping[rel].append(claims)
     return mapping
 
 
@@ -600,12 +613,13 @@ def _failed_test(log: Path) -> str:
 
 
 def run(mutants, root: Path, *, jobs: int, budget_s: float | None, equivalents: dict,
-        verbose=True, keep_logs: Path | None = None) -> tuple[list, dict]:
-    """Run every mutant through the stages; returns (results, timings)."""
+        verbose=True, keep_logs: Path | None = None, mapped_only=False) -> tuple[list, dict]:
+    """Run every mutant through the stages (without "full" if mapped_only); returns (results, timings)."""
     tmp = Path(tempfile.mkdtemp(prefix="tinynim-mutation-"))
     try:
-        session = Session(root, jobs, tmp, equivalents, verbose, keep_logs)
-        session.baseline()
+        session = Session(root, jobs, tmp, equivalents, verbose, keep_logs, mapped_only)
+        session.baseline(sorted({f for m in mutants for f in session.mapping.get(m.path) or ["tests"]})
+                         if mapped_only else ["tests"])
         return session.run(mutants, budget_s), session.info
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -614,27 +628,29 @@ def run(mutants, root: Path, *, jobs: int, budget_s: float | None, equivalents: 
 class Session:
     """Worker copies, the queue of (mutant, stage) and the running children."""
 
-    def __init__(self, root, jobs, tmp, equivalents, verbose, keep_logs=None):
+    def __init__(self, root, jobs, tmp, equivalents, verbose, keep_logs=None, mapped_only=False):
         self.root, self.tmp, self.equivalents, self.verbose = root, tmp, equivalents, verbose
-        self.keep_logs = keep_logs
+        self.keep_logs, self.mapped_only = keep_logs, mapped_only
         self.runner = Runner(root, jobs, tmp)
         self.mapping = test_map(root)
-        self.originals, self.info, self.running = {}, {}, {}
+        self.originals, self.info, self.running = {}, {"mapped_only": mapped_only}, {}
         self.free = list(range(jobs))
         os.environ.update(self.runner.env)             # thread counts before torch is imported
         _preload()
 
-    def baseline(self):
-        """The unmutated copy must pass the whole non-slow suite; this also times each file."""
+    def baseline(self, files=("tests",)):
+        """The unmutated copy must pass the whole non-slow suite (or the given test files);
+        this also times each file."""
         t0, dur_file, log = time.time(), self.tmp / "durations.json", self.tmp / "baseline.log"
-        _, status = os.waitpid(self.runner.start(0, PYTEST_ARGS + ["tests"], log, dur_file), 0)
+        _, status = os.waitpid(self.runner.start(0, PYTEST_ARGS + list(files), log, dur_file), 0)
         self.info["baseline_s"] = time.time() - t0
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"mutate: the unmutated suite fails:\n{log.read_text()[-3000:]}")
         self.durations = json.loads(dur_file.read_text())
         self.full_timeout = 60 + 4 * self.info["baseline_s"]
         if self.verbose:
-            print(f"baseline: the non-slow suite passes in {self.info['baseline_s']:.0f} s", flush=True)
+            what = "the mapped test files pass" if list(files) != ["tests"] else "the non-slow suite passes"
+            print(f"baseline: {what} in {self.info['baseline_s']:.0f} s", flush=True)
 
     def run(self, mutants, budget_s):
         self.queue, results, start = [(m, STAGES[0]) for m in mutants], [], time.time()
@@ -699,7 +715,7 @@ class Session:
         if code is None:
             return Result(m, "timeout", job.stage, "", secs)
         if code == 0:
-            later = STAGES[STAGES.index(job.stage) + 1:]
+            later = [s for s in STAGES[STAGES.index(job.stage) + 1:] if not (s == "full" and self.mapped_only)]
             if later and not (later[0] == "all" and m.path.startswith(ALL_BACKENDS)):
                 self.queue.insert(0, (m, later[0]))
                 return None
@@ -731,6 +747,8 @@ def summary(results, info, equivalents) -> int:
     print(f"mutation score: {killed}/{judged} = {100 * score:.1f} %   "
           f"(raw, equivalents counted as survivors: {killed}/{len(results)} = "
           f"{100 * killed / max(len(results), 1):.1f} %)")
+    if info.get("mapped_only"):
+        print("(--mapped-only: each mutant met its mapped test files only, not the whole suite: a lower bound)")
     print(f"time: baseline {info.get('baseline_s', 0):.0f} s, mutants {info.get('mutation_s', 0):.0f} s")
     by_op = {}
     for r in results:
@@ -777,6 +795,8 @@ def main(argv=None) -> int:
     ap.add_argument("--report", type=Path, help="write the results as JSON here")
     ap.add_argument("--equivalents", type=Path, default=EQUIVALENTS)
     ap.add_argument("--keep-logs", type=Path, help="copy the test logs of errors here")
+    ap.add_argument("--mapped-only", action="store_true",
+                    help="skip the whole-suite stage: survivors of their mapped test files count (a lower bound)")
     ap.add_argument("--rerun", type=Path, metavar="REPORT",
                     help="run the mutants of a --report file again (same keys; before/after a fix)")
     ap.add_argument("--rescore", type=Path, metavar="REPORT",
@@ -820,7 +840,7 @@ def main(argv=None) -> int:
     if args.keep_logs:
         args.keep_logs.mkdir(parents=True, exist_ok=True)
     results, info = run(mutants, root, jobs=args.jobs, budget_s=budget, equivalents=equivalents,
-                        keep_logs=args.keep_logs)
+                        keep_logs=args.keep_logs, mapped_only=args.mapped_only)
     rc = summary(results, info, equivalents)
     if args.report:
         args.report.write_text(json.dumps({"info": info, "results": [
