@@ -1,0 +1,47 @@
+"""Exact references and the environment of P8's grid-world exploration (arXiv:2408.10818;
+grid and policy ours, see tasks/grid_exploration.py). LP values to 1e-8 (HiGHS tolerances)."""
+import numpy as np
+
+from tasks.grid_exploration import MOVES, GridRun, grid_values, rollout, walk_costs
+from tinynim.random import RNG
+
+
+def test_grid_values():
+    """2 × 2 from a corner: walks 1-2-3 either way round, deterministic worst 3, the 50/50
+    mixture 2 (goal by goal: (1 + 3)/2, (2 + 2)/2, (3 + 1)/2). 3 × 3: 8 (the last cell of a
+    Hamiltonian path), randomized 5, best average 4.5 (= mean of 1..8)."""
+    two, three = grid_values(2), grid_values(3)
+    assert two["deterministic_worst"] == 3 and abs(two["randomized_worst"] - 2) <= 1e-8
+    assert three["deterministic_worst"] == 8 and abs(three["randomized_worst"] - 5) <= 1e-8
+    assert three["deterministic_average"] == 4.5
+    A, goals = walk_costs(3)
+    assert A.shape[0] == 8 and A.min() == 1 and sorted(A[:, 0]) == sorted(set(A[:, 0]))   # first visits distinct
+
+
+def test_rollout_follows_the_argmax_moves():
+    """A policy whose logits favour 'right' then 'down' by cell (E only): the walk and its
+    first-visit times follow by hand; a wall keeps the agent in place; unvisited cells get T + 1."""
+    n, T = 3, 5
+    E = np.full((9, 4), -1.0)
+    E[[0, 1], 2] = 1.0                     # (0,0), (0,1): right
+    E[2, 0] = 1.0                          # (0,2): down
+    E[5, 0] = 1.0                          # (1,2): down
+    E[8, 0] = 1.0                          # (2,2): down -> wall, stays
+    params = {"E": E[None], "B": np.zeros((1, 9, 4, 2)), "V": np.zeros((1, 9, 9, 4))}
+    hit = rollout(params, np.zeros((2, 2)), n, T)
+    expected = np.full(9, T + 1.0)
+    expected[[0, 1, 2, 5, 8]] = [0, 1, 2, 3, 4]
+    assert np.array_equal(hit[0, 0], expected) and np.array_equal(hit[0, 1], expected)
+    assert MOVES.shape == (4, 2)
+
+
+def test_seed_changes_the_walk():
+    """B couples the seed to the moves: opposite seeds take different first moves."""
+    B = np.zeros((1, 9, 4, 1))
+    B[0, 0, 0, 0], B[0, 0, 2, 0] = 1.0, -1.0            # at the start: down if r > 0, right if r < 0
+    params = {"E": np.zeros((1, 9, 4)), "B": B, "V": np.zeros((1, 9, 9, 4))}
+    hit = rollout(params, np.array([[1.0], [-1.0]]), 3, 1)
+    assert hit[0, 0, 3] == 1 and hit[0, 1, 1] == 1 and hit[0, 0, 1] == 2 and hit[0, 1, 3] == 2
+    run = GridRun(q=16.0, m=2)
+    member = {k: v[None, ...] for k, v in run.init(RNG(0)).items()}
+    assert tuple(run.risk(member, np.zeros((2, run.d_seed))).shape) == (1,)
