@@ -321,3 +321,30 @@ def test_cow_losses_follow_the_chosen_sweep(backend, L, m, P, seed):
     assert np.array_equal(host(left_first(pop, asarray(r))), left.astype(float))
     assert_close(cow_losses(pop, asarray(r), L), expected, EXACT, "cow losses")
     assert_close(cow_losses({"w": asarray(w[0]), "b": asarray(b[0])}, asarray(r), L), expected[0], EXACT, "one policy")
+
+
+# -- routing of the experiments --------------------------------------------------------------------
+
+def test_measure_routes_each_experiment(monkeypatch):
+    """measure sends every measurement and every experiment to its own trainer and metrics
+    (stand-ins that name their route; the expected route is read from the experiment's name,
+    so a swapped or dropped branch fails), and rejects an unknown name."""
+    import tasks.randomized_algorithms as ra
+    for fn in ("reference_errors", "amplification_monte_carlo", "flat_objective_errors"):
+        monkeypatch.setattr(ra, fn, lambda seed, fn=fn: {"route": fn})
+    monkeypatch.setattr(ra, "train_recall", lambda run, **kw: ("recall", ("params", run), None))
+    monkeypatch.setattr(ra, "train_colouring", lambda run, **kw: ("colour", ("params", run), None))
+    monkeypatch.setattr(ra, "train_policy", lambda run, **kw: (("params", run), None))
+    for fn in ("recall_metrics", "colouring_metrics"):
+        monkeypatch.setattr(ra, fn, lambda model, params, run, **kw: {"route": model, "params": params, "run": run})
+    for fn, route in (("policy_metrics", "memory"), ("cow_metrics", "cow"), ("grid_metrics", "grid")):
+        monkeypatch.setattr(ra, fn, lambda params, run, route=route, **kw: {"route": route, "params": params, "run": run})
+    for name in ra.MEASUREMENTS:
+        expected = {"references": "reference_errors", "amplification": "amplification_monte_carlo",
+                    "flat_objective": "flat_objective_errors"}[name]
+        assert ra.measure(name, quick_mode=True) == {"route": expected}
+    for name, run in ra.EXPERIMENTS.items():
+        expected = {"route": name.split("_")[0], "params": ("params", run), "run": run}
+        assert ra.measure(name, quick_mode=True) == expected, name
+    with pytest.raises(ValueError, match="unknown experiment 'nope'"):
+        ra.measure("nope")
