@@ -42,6 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tinynim.backend import namespace, to_numpy
+from tinynim.es import es_loss_and_grads
 from tinynim.experiment import scaled
 from tinynim.nn.activations import sigmoid_tanh
 from tinynim.nn.base import Layer
@@ -284,6 +285,9 @@ class RecallRun:
     u_std: float = 0.0              # initial seed weights (0: the seed is ignored)
     seed: int = 0                   # initialisation and data
     n_eval: int = 10_000            # fresh (seed, values) draws for the evaluation
+    trainer: str = "gd"             # "gd": Adam on the hand-derived gradient; "es": Adam on an ES estimate
+    sigma: float = 0.05             # ES: perturbation scale
+    n_pairs: int = 32               # ES: antithetic pairs (population 64, one batched forward)
 
     def model(self) -> SeededRecall:
         return SeededRecall(self.N, self.M, self.d_value, self.d_seed)
@@ -296,7 +300,12 @@ def binary_values(rng, shape):
 
 
 def train_recall(run: RecallRun, *, quick_mode=None, log=None, seed_offset=0):
-    """GD (Adam) on R̂_{q,m}: ``(model, params, history)``."""
+    """Adam on R̂_{q,m}: ``(model, params, history)``, with the hand-derived gradient
+    (``run.trainer == "gd"``) or an antithetic ES estimate with centred ranks ("es"), the whole
+    population's risk in one batched forward (:func:`population_risk`), as the paper trains
+    where it has no gradient."""
+    if run.trainer not in ("gd", "es"):
+        raise ValueError(f"train_recall: trainer must be 'gd' or 'es', got {run.trainer!r}")
     seed = run.seed + seed_offset
     model = run.model()
     objective = RecallRisk(model)
@@ -307,6 +316,9 @@ def train_recall(run: RecallRun, *, quick_mode=None, log=None, seed_offset=0):
         values, seeds = batch
         risk, cache = objective.forward(params, values, seeds=seeds, q=run.q)
         return risk, objective.backward(params, cache, namespace(risk).ones_like(risk))[1]
+    if run.trainer == "es":
+        loss_and_grads = es_loss_and_grads(lambda population, batch: population_risk(population, *batch, run.q),
+                                           sigma=run.sigma, n_pairs=run.n_pairs, seed=seed, population=True)
     steps = scaled(run.steps, quick_mode=quick_mode)
     batch = lambda step: (binary_values(data, (run.batch, run.N, run.d_value)), data.normal((run.m, run.d_seed)))  # noqa: E731
     params, history = fit(loss_and_grads, params, Adam(run.lr), steps=steps, data=batch, log=log,
