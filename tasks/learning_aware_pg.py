@@ -286,19 +286,24 @@ def _others(phi):
     return 1 - eye if K > 1 else eye
 
 
+def _meta_vs_meta(run: AnalyticRun, phi):
+    """Per seed (host array): the meta agents' per-step reward against each other, the mean over
+    pairs j ≠ k of (1 − γ) J^j(φ_j, φ_k) (K = 1: against itself)."""
+    K = phi.shape[-2]
+    J, _ = ipd.values(phi[..., :, None, :], phi[..., None, :, :], run.gamma)
+    return (1 - run.gamma) * (to_numpy(J) * to_numpy(_others(phi))).sum(axis=(-2, -1)) / (K * max(K - 1, 1))
+
+
 def population_metrics(run: AnalyticRun, phi, naive):
     """Per seed (host arrays): the meta agents' per-step reward against each other (mean over
     pairs j ≠ k) and, over the naive co-players' learning, the meta's and the naive's mean
     per-step rewards; the cooperation probabilities σ(φ) and the ZD fit's χ of each agent."""
     xp = namespace(phi)
-    K = phi.shape[-2]
-    J, _ = ipd.values(phi[..., :, None, :], phi[..., None, :, :], run.gamma)
-    mm = (1 - run.gamma) * (to_numpy(J) * to_numpy(_others(phi))).sum(axis=(-2, -1)) / (K * max(K - 1, 1))
     path, meta_values = ipd.naive_learning(phi[..., None, :], naive, run.n_steps, run.eta, run.gamma)
     naive_values = (1 - run.gamma) * ipd.values(path, phi[..., None, :], run.gamma)[0]
     p = ipd.sigmoid(phi)
     chi, _, residual = ipd.zd_fit(p[..., 1:])
-    return {"meta_vs_meta": mm, "meta_vs_naive": to_numpy(xp.mean(meta_values, axis=(0, -1))).mean(axis=-1),
+    return {"meta_vs_meta": _meta_vs_meta(run, phi), "meta_vs_naive": to_numpy(xp.mean(meta_values, axis=(0, -1))).mean(axis=-1),
             "naive_vs_meta": to_numpy(xp.mean(naive_values, axis=(0, -1))).mean(axis=-1),
             "p": to_numpy(p), "chi": to_numpy(chi), "zd_residual": to_numpy(residual)}
 
@@ -320,9 +325,7 @@ def train_population(run: AnalyticRun, *, quick_mode=None, log=None, seed_offset
             if step % every == 0 or step == steps:
                 history["step"].append(step)
                 history["p"].append(to_numpy(ipd.sigmoid(phi)))
-                J, _ = ipd.values(phi[..., :, None, :], phi[..., None, :, :], run.gamma)
-                history["meta_vs_meta"].append((1 - run.gamma) * (to_numpy(J) * to_numpy(_others(phi))).sum(axis=(-2, -1))
-                                               / (run.n_meta * max(run.n_meta - 1, 1)))
+                history["meta_vs_meta"].append(_meta_vs_meta(run, phi))
                 if log is not None:
                     log(f"step {step}: cooperation {np.round(history['p'][-1].mean(axis=(0, 1)), 2)}")
             if step == steps:
