@@ -280,7 +280,7 @@ class LinearTransformer(Layer):
         pred = -stream[-1][:, -1, self.d:]                                  # (B, d_out)
         return pred, LinearTransformerCache(tuple(pred.shape), tokens.shape[1], caches)
 
-    def backward(self, params, cache, dpred):
+    def backward(self, params, cache, dpred, *, need_dx=True):
         self.check_dout(dpred, cache.out_shape)
         T, caches = cache.T, cache.layers
         xp = namespace(dpred)
@@ -291,8 +291,9 @@ class LinearTransformer(Layer):
             dH = place_rows(dH, T - 1, T)                                   # (B, T, D)
         grads = [None] * self.n_layers
         for l in reversed(range(self.n_layers)):
-            dx, grads[l] = self.lsa.backward(self.layer_params(params, l), caches[l], dH)
-            dH = dx + place_rows(dH, T - dH.shape[1], T)                    # + residual path
+            skip = {} if l or need_dx else {"need_dx": False}              # tokens are data
+            dx, grads[l] = self.lsa.backward(self.layer_params(params, l), caches[l], dH, **skip)
+            dH = dx + place_rows(dH, T - dH.shape[1], T) if l or need_dx else None   # + residual
         return dH, (reduce(add, grads) if self.shared else grads)
 
     @staticmethod

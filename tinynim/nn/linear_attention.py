@@ -45,7 +45,10 @@ compares the two route by route). Structure autodiff of the textbook formula can
   the T·n·2k of the (T×n) score matrix; :func:`attend` takes the cheaper route, and its
   backward is ``dq = dy Sᵀ, dS = qᵀ dy, dk = v dSᵀ, dv = k dS``;
 * the per-head projections and the head sum are one GEMM each (:func:`project`,
-  :func:`sum_heads`), and with the products the context C is shared by all heads.
+  :func:`sum_heads`), and with the products the context C is shared by all heads;
+* ``backward(..., need_dx=False)`` (the input is data, :mod:`tinynim.nn.base`) stops once the
+  parameter gradients are known: no dx, and with the products (k = v = C) not even dk, dv.
+  The plain path, the reference, always computes dx and drops it.
 
 Caches: ``LSAPlainCache`` (plain path) and ``LSACache`` with its ``AttendCache`` (fast path),
 fields below.
@@ -261,10 +264,11 @@ class LinearSelfAttention(Layer):
             return self._forward_fast(params, x, n, last_only)
         return self._forward_plain(params, x, n, last_only)
 
-    def backward(self, params, cache, dout):
+    def backward(self, params, cache, dout, *, need_dx=True):
         if self.fast:
-            return self._backward_fast(params, cache, dout)
-        return self._backward_plain(params, cache, dout)
+            return self._backward_fast(params, cache, dout, need_dx)
+        dx, grads = self._backward_plain(params, cache, dout)        # the reference computes dx
+        return (dx if need_dx else None), grads
 
     # -- the plain path: the formula of the module docstring, every form through (Q, P) ----
     def _forward_plain(self, params, x, n, last_only):
@@ -320,22 +324,28 @@ class LinearSelfAttention(Layer):
         y, acache = attend(q, k, v, mask)                            # (B, H, Tq, k)
         return sum_heads(y, Wo), LSACache(x, n, xq, merged, Wi, Wo, y, acache)    # (B, Tq, D)
 
-    def _backward_fast(self, params, cache, dout):
+    def _backward_fast(self, params, cache, dout, need_dx=True):
         x, n, xq, merged, Wi, Wo, y, acache = cache
         self.check_dout(dout, tuple(xq.shape))
         xp = namespace(dout)
         T = x.shape[1]
-        dq, dk, dv = attend_backward(acache, project(dout, Wo.mT))   # dy = G Woᵀ (B, H, Tq, k)
+        # merged: k = v = the context rows themselves, so dk, dv feed dx only
+        need_kv = need_dx or not merged
+        dq, dk, dv = attend_backward(acache, project(dout, Wo.mT), need_kv=need_kv)   # dy = G Woᵀ
         xq4 = xp.expand_dims(xq, axis=1)                             # (B, 1, Tq, D)
         G = xp.expand_dims(dout, axis=1)                             # (B, 1, Tq, D)
-        dxq = sum_heads(dq, Wi.mT)                                   # (B, Tq, D)
         if merged:
-            dC = xp.sum(dk + dv, axis=1)                             # (B, n, D)
             grads = self.pullback(params, sum_outer(xq4, dq), sum_outer(y, G))
         else:
             C = xp.expand_dims(x[:, :n, :], axis=1)                  # (B, 1, n, D)
             grads = {"Wq": sum_outer(xq4, dq), "Wk": sum_outer(C, dk), "Wv": sum_outer(C, dv),
                      "Wp": sum_outer(y, G)}
+        if not need_dx:                                              # x is data: stop here
+            return None, grads
+        dxq = sum_heads(dq, Wi.mT)                                   # (B, Tq, D)
+        if merged:
+            dC = xp.sum(dk + dv, axis=1)                             # (B, n, D)
+        else:
             dC = sum_heads(dk, params["Wk"].mT) + sum_heads(dv, params["Wv"].mT)
         if n + dxq.shape[1] == T:                                    # context rows, then queries
             return xp.concat([dC, dxq], axis=1), grads
@@ -376,17 +386,22 @@ def attend(q, k, v, mask=None):
     return A @ v, AttendCache(q, k, v, A, mask, False)
 
 
-def attend_backward(cache, dy):
-    """(dq, dk, dv) of :func:`attend`; dk, dv are summed down to k's and v's broadcast shape."""
+def attend_backward(cache, dy, *, need_kv=True):
+    """(dq, dk, dv) of :func:`attend`; dk, dv are summed down to k's and v's broadcast shape.
+    ``need_kv=False`` returns (dq, None, None) and skips their products."""
     q, k, v, SA, mask, via_S = cache
     xp = array_api_compat.array_namespace(dy)
     if via_S:
         dq = matmul(dy, SA.mT)                         # (..., T, dk)
+        if not need_kv:
+            return dq, None, None
         dS = _sum_to(xp, q.mT @ dy, SA.shape)          # (..., dk, dv)
         return dq, matmul(v, dS.mT), k @ dS
     dA = matmul(dy, v.mT)                              # (..., T, n)
     if mask is not None:
         dA = dA * mask
+    if not need_kv:
+        return dA @ k, None, None
     return dA @ k, _sum_to(xp, dA.mT @ q, k.shape), _sum_to(xp, SA.mT @ dy, v.shape)
 
 
