@@ -5,8 +5,7 @@
   ``device1``, which catches arrays created on the default device), torch (CPU) and jax
   (CPU) when installed (a skipped parameter when not), cupy, torch-cuda and jax-gpu marked
   ``gpu`` and skipped when no GPU is present. On jax a property test runs only its first
-  ``JAX_EXAMPLES`` examples, and the tests of the paper tasks and of tinynim.analysis do not
-  run (``NOT_ON_JAX``, see below).
+  ``JAX_EXAMPLES`` examples (see below).
 * ``xp``: that backend's Array-API namespace.
 * Hypothesis profiles: ``dev`` (default, quick), ``ci`` (derandomized, no deadline),
   ``thorough`` (many examples). Select with ``HYPOTHESIS_PROFILE=ci``.
@@ -60,35 +59,16 @@ def _params():
 BACKEND_PARAMS = _params()
 
 # Eager JAX compiles every primitive anew for every new shape (about 0.1 s each on a 2-core
-# machine), so one hypothesis example costs ~80x numpy's on jax, and jax on every
-# backend-parametrised test added ~10 min to the suite. The jax parameter checks that the
-# library's code runs on jax (its maths is checked on the other backends with the full
-# profile; that a whole step traces, and equals the eager one, is tests/test_compile.py):
-# * each property runs its first JAX_EXAMPLES example(s) on jax (the same one every run under
-#   the derandomized `ci` profile). Hypothesis reads a test's settings when the test is
-#   called, after the fixture is set up, from the attribute @given puts on the function;
-# * the modules of NOT_ON_JAX test the paper tasks (tasks/*: constructions and claims built
-#   from the layers, whose own tests do run on jax) and tinynim.analysis (eager diagnostics:
-#   Jacobians and NTKs from per-example backward passes, many shapes each): their jax
-#   parameter is deselected at collection (pytest reports the count). The P1, P2, P3 and P6
-#   training steps run on jax, compiled and eager, in tests/test_compile.py.
+# machine), so one hypothesis example costs ~80x numpy's on jax, and the full profile on
+# every backend-parametrised test would add ~10 min to the suite. The jax parameter checks
+# that the code (the library's and the paper tasks') runs on jax; its maths is checked on the
+# other backends with the full profile, and that a whole step traces and equals the eager one
+# is tests/test_compile.py. So each property runs its first JAX_EXAMPLES example(s) on jax (the
+# same one every run under the derandomized `ci` profile). Hypothesis reads a test's settings
+# when the test is called, after the fixture is set up, from the attribute @given puts on the
+# function. Every backend-parametrised test runs on jax (the paper tasks' and
+# tinynim.analysis' jax copies add ~4 min of eager compiles to the suite).
 JAX_EXAMPLES = 1
-NOT_ON_JAX = frozenset({"test_analysis.py", "test_compositional_icl.py", "test_gated_rnn_attention.py",
-                        "test_icl_regression.py", "test_ipd.py", "test_learning_aware_pg.py",
-                        "test_mesa_optimization.py", "test_modular_fewshot.py", "test_modular_teacher.py", "test_mutants.py",
-                        "test_noisy_regression.py", "test_ntk_ensembles.py", "test_randomized_algorithms.py",
-                        "test_state_soup.py"})
-
-
-def pytest_collection_modifyitems(config, items):
-    """Deselect the jax parameter of the tests in NOT_ON_JAX (see above)."""
-    def dropped(item):
-        backend = getattr(getattr(item, "callspec", None), "params", {}).get("backend", ("",))
-        return item.path.name in NOT_ON_JAX and backend[0] == "jax"
-    kept = [item for item in items if not dropped(item)]
-    if len(kept) < len(items):
-        config.hook.pytest_deselected(items=[item for item in items if dropped(item)])
-        items[:] = kept
 
 
 @pytest.fixture(params=BACKEND_PARAMS)
