@@ -16,6 +16,7 @@ from hypothesis import given, strategies as st
 from tinynim.backend import asarray, namespace
 from tinynim.nn import LinearSelfAttention
 from tinynim.random import RNG
+from tasks import compositional_icl as ci
 from tasks.compositional_icl import (BottleneckICL, ENCODERS, EXPERIMENTS, ICLTransformer, construction_errors,
                                      context_mask, episode_grad, episode_tokens, evaluation_set, held_out, leakage,
                                      lsa_as_hypernetwork, r2, sample_episodes, second_moment_code, support)
@@ -218,3 +219,43 @@ def test_sample_episodes_shapes(f64):
     t = evaluation_set(exp, quick_mode=True)["teacher"]
     ep, z = sample_episodes(RNG(0), t, support("ring"), 5, 3, 2)
     assert tuple(ep.shape) == (5, 5, exp.n + exp.o) and z.shape == (5, 6)
+
+
+def test_training_curves_are_the_r2_of_the_current_parameters(f64, monkeypatch):
+    """train(eval_every=…) records id_r2 / ood_r2: R² = 1 − Σ (ŷ − y)² / Σ (y − ȳ)² of the
+    parameters handed to the curve on the fixed ID / OOD evaluation episodes, recomputed here
+    in numpy (fit replaced by a stand-in that calls the curve once on the initial parameters)."""
+    exp = ci.ICLExperiment(M=6, n=2, h=3, o=1, n_context=3, n_query=2, d_model=4, n_layers=1, n_heads=1, d_mlp=4,
+                           batch=2, steps=1)
+    seen = {}
+
+    def fake_fit(loss_and_grads, params, opt, *, eval_fn, eval_every, **kw):
+        seen.update(params=params, curve=eval_fn(params, 1), every=eval_every)
+        return params, {}
+    monkeypatch.setattr(ci, "fit", fake_fit)
+    model, _, _, ev = ci.train(exp, quick_mode=True, eval_every=1)
+    assert seen["every"] == 1 and set(seen["curve"]) == {"id_r2", "ood_r2"}
+    for name in ("id", "ood"):
+        episode = ev[name][0]
+        y = host(episode)[:, exp.n_context:, exp.n:]
+        pred = host(model(seen["params"], episode, n_context=exp.n_context))
+        expected = 1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2)
+        assert seen["curve"][f"{name}_r2"] == pytest.approx(expected, rel=1e-12), name
+
+
+def test_measure_comparison_trains_both_compared_models(f64, monkeypatch):
+    """measure("comparison") = every metric of each COMPARED model's own measure, prefixed by
+    the model's name, and ood_gap = bottleneck OOD R² − transformer OOD R² (the single-model
+    measurements replaced by stand-ins with known values)."""
+    real = ci.measure
+    fake = {"transformer": {"id_r2": 0.9, "ood_r2": 0.25}, "bottleneck": {"id_r2": 0.8, "ood_r2": 0.75}}
+    calls = []
+
+    def stand_in(name, *, quick_mode=None, log=None, seed_offset=0):
+        calls.append((name, seed_offset))
+        return dict(fake[name])
+    monkeypatch.setattr(ci, "measure", stand_in)
+    out = real("comparison", seed_offset=2)
+    assert sorted(calls) == [("bottleneck", 2), ("transformer", 2)]
+    assert out == {"transformer_id_r2": 0.9, "transformer_ood_r2": 0.25, "bottleneck_id_r2": 0.8,
+                   "bottleneck_ood_r2": 0.75, "ood_gap": pytest.approx(0.5, abs=1e-15)}

@@ -45,3 +45,25 @@ def test_seed_changes_the_walk():
     run = GridRun(q=16.0, m=2)
     member = {k: v[None, ...] for k, v in run.init(RNG(0)).items()}
     assert tuple(run.risk(member, np.zeros((2, run.d_seed))).shape) == (1,)
+
+
+def test_rollout_keeps_members_and_seeds_apart():
+    """A population of P = 2 members and m = 3 seeds (P ≠ m: the (P, m) layout of every
+    per-walk array matters): member 0 walks right, right, down, down (then a wall); member 1
+    down, down, right, right (then a wall), for every seed; first-visit times by hand. The
+    risk has one entry per member."""
+    n, T = 3, 5
+    E = np.full((2, 9, 4), -1.0)
+    E[0, [0, 1], 2] = E[0, [2, 5, 8], 0] = 1.0          # member 0: right at (0,0), (0,1); down after
+    E[1, [0, 3], 0] = E[1, [6, 7, 8], 2] = 1.0          # member 1: down at (0,0), (1,0); right after
+    params = {"E": E, "B": np.zeros((2, 9, 4, 2)), "V": np.zeros((2, 9, 9, 4))}
+    hit = rollout(params, np.zeros((3, 2)), n, T)
+    assert hit.shape == (2, 3, 9)
+    for member, path in ((0, [0, 1, 2, 5, 8]), (1, [0, 3, 6, 7, 8])):
+        expected = np.full(9, T + 1.0)
+        expected[path] = [0, 1, 2, 3, 4]
+        for seed in range(3):
+            assert np.array_equal(hit[member, seed], expected), (member, seed)
+    run = GridRun(q=16.0, m=3)
+    pop = {k: np.stack([v, v]) for k, v in run.init(RNG(0)).items()}
+    assert tuple(run.risk(pop, np.zeros((3, run.d_seed))).shape) == (2,)

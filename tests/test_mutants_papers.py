@@ -201,7 +201,9 @@ def test_population_metrics_meta_vs_meta_is_the_mean_over_pairs(f64, K):
 
 def test_pool_findings_meet_co_players_fresh_from_training(f64, monkeypatch):
     """pool_findings measures against a fresh meta-batch of naive co-players: not the draws of
-    the training stream RNG(seed + 1000 · offset) (they would repeat the initial population)."""
+    the training stream RNG(seed + 1000 · offset) (they would repeat the initial population),
+    and other co-players for each seed offset (the replicates of tools/claims.py observe are
+    independent evaluations, not one evaluation set reused)."""
     run = lp.AnalyticRun(p_naive=1.0, n_meta=2, seeds=2)
     seen = {}
 
@@ -209,11 +211,14 @@ def test_pool_findings_meet_co_players_fresh_from_training(f64, monkeypatch):
         seen["naive"] = host(naive)
         return {k: np.zeros(run.seeds) for k in ("meta_vs_naive", "naive_vs_meta", "chi", "zd_residual", "meta_vs_meta")}
     monkeypatch.setattr(lp, "population_metrics", fake_metrics)
-    for offset in (0, 1):
+    drawn = []
+    for offset in (0, 1, 2):
         lp.pool_findings(run, asarray(np.zeros((run.seeds, run.n_meta, 5))), seed_offset=offset)
         assert seen["naive"].shape == (run.seeds, run.n_meta, 32, 5)
         training = host(RNG(run.seed + 1000 * offset).normal(seen["naive"].shape))
         assert not np.allclose(seen["naive"], training)
+        drawn.append(seen["naive"])
+    assert not any(np.allclose(drawn[i], drawn[j]) for i in range(3) for j in range(i))
 
 
 def test_train_colouring_descends_the_expected_conflicts_of_its_graph(f64):

@@ -14,7 +14,7 @@ from hypothesis import assume, given, strategies as st
 from tasks import ntk_ensembles as nt
 from tinynim.backend import asarray
 from tinynim.random import RNG
-from helpers import assert_close, host
+from helpers import assert_close, assert_gradients, host
 
 SEEDS = st.integers(0, 2**16)
 
@@ -130,6 +130,14 @@ def test_centring_removes_the_init_term(backend, seed, N):
     init, kernel = nt.member_terms(g, params, X, Y, x, eta=eta, steps=100)
     assert np.all(host(init) == 0)
     assert_close(kernel, nt.member_terms(model, params, X, Y, x, eta=eta, steps=100)[1], 1e-12, "kernel term")
+
+
+def test_centred_gradients_away_from_theta0(f64):
+    """Centred at parameters θ ≠ θ₀ (where the caches at θ and θ₀ differ; at θ = θ₀ a mix-up
+    of the two is invisible): its backward (grads of f at θ, dx = dx_f(θ) − dx_f(θ₀)) vs
+    central differences and torch autograd of its forward, tests/helpers.py tolerances."""
+    model, params0, X, _, _ = problem(3, 4, width=8)
+    assert_gradients(nt.Centred(model, params0), model.init(RNG(4)), X)
 
 
 def test_closed_form_kernels_special_values(backend):

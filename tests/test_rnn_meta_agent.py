@@ -92,3 +92,29 @@ def test_paper_preset_starts_on_cpu(f64):
     iteration on a CPU: a full-size rollout, the estimator and the backward."""
     params, history = ra.train_rnn(dataclasses.replace(ra.PAPER_RUN, steps=1), quick_mode=False)
     assert history.shape == (1, 2) and tuple(params["D"].shape) == (32, 2) and np.any(host(params["D"]) != 0)
+
+
+def test_loss_value_is_the_documented_surrogate(f64):
+    """The loss's value against the module docstring's formula, rebuilt here: −1/N Σ_n red_b
+    Σ_l A log π(a_l) + c_v/(N B L) Σ (V − G)², with red_b the SUM over the batch for the
+    batch-aware estimators (COALA, M-FOS) and the MEAN for the batch-unaware one, log π by
+    hand from the logit, G the own return-to-go (reversed cumulative sum of the rescaled
+    rewards over the whole meta-trajectory) and A = w − V. The derivative test above only
+    ties ∂loss to the loss: a scale common to both (a lost 1/B) is caught here. 1e-12."""
+    rng = RNG(5)
+    N, B, M, T, c_v, scale = 2, 3, 2, 2, 0.5, 0.05
+    out = host(rng.normal((N, B, M * T, 2)))
+    coop = (host(rng.uniform((N, B, M * T))) < 0.5).astype(float)
+    rewards = host(rng.integers(-1, 3, (N, B, M * T))).astype(float)
+    logit, value = out[..., 0], out[..., 1]
+    p = 1 / (1 + np.exp(-logit))
+    log_pi = np.log(np.where(coop == 1, p, 1 - p))
+    togo = np.cumsum((scale * rewards)[..., ::-1], axis=-1)[..., ::-1]
+    value_term = c_v * np.sum((value - togo) ** 2) / (N * B * M * T)
+    for name, red_b in (("coala", np.sum), ("mfos", np.sum), ("batch_unaware", np.mean)):
+        w = host(lp.estimator_weights(name, asarray(scale * rewards), T))
+        per_b = np.sum((w - value) * log_pi, axis=-1)                           # (N, B)
+        expected = -np.sum(red_b(per_b, axis=-1)) / N + value_term
+        loss, _ = ra.loss_gradient(name, asarray(out), asarray(coop), asarray(rewards), T, value_coef=c_v,
+                                   reward_scale=scale)
+        assert float(host(loss)) == pytest.approx(expected, rel=1e-12), name
