@@ -141,12 +141,27 @@ class RNNRun:
 PAPER_RUN = RNNRun(n_hidden=32, n_coplayers=128, B=16, M=20, T=10, lr=3e-4, steps=3000, eps=1e-5, clip_norm=1.0)
 
 
+def meta_iteration(layer: GatedLinearRNN, params, psi, rng, run: RNNRun):
+    """One meta-training iteration's gradient: roll the agent out against naive "reinforce"
+    co-players with initial logits ψ (N, 5) (``rng.uniform`` draws the actions), rebuild the
+    inputs by teacher forcing, run the layer over the N B meta-trajectories of L = M T steps
+    and backpropagate :func:`loss_gradient`: (loss, grads, the rollout's dict)."""
+    out = rollout(RNNPolicy(layer, params, run.M), psi, rng, B=run.B, T=run.T, naive=Naive("reinforce", run.eta))
+    xp = namespace(out["reward"])
+    N, B, L = out["reward"].shape
+    x = xp.reshape(sequence_features(out["outcome"], out["reward"], run.T), (N * B, L, D_IN))
+    y, cache = layer.forward(params, x)
+    coop = xp.astype(1 - out["outcome"] // 2, y.dtype)                           # outcome = 2a + c
+    loss, dy = loss_gradient(run.estimator, xp.reshape(y, (N, B, L, 2)), coop, out["reward"], run.T)
+    _, grads = layer.backward(params, cache, xp.reshape(dy, (N * B, L, 2)), need_dx=False)   # inputs are data
+    return loss, grads, out
+
+
 def train_rnn(run: RNNRun, *, quick_mode=None, log=None, seed_offset=0):
     """Train for ``scaled(run.steps)`` steps (float64, active backend): (params, history of
     the mean per-step rewards (steps, 2): meta agent, co-players)."""
     steps = scaled(run.steps, quick_mode=quick_mode)
     layer = meta_policy(run.n_hidden)
-    naive = Naive("reinforce", run.eta)
     with use_dtype("float64"):
         rng = RNG(run.seed + 1000 * seed_offset)
         params = init_meta_policy(layer, rng)
@@ -154,16 +169,9 @@ def train_rnn(run: RNNRun, *, quick_mode=None, log=None, seed_offset=0):
         state = opt.init(params)
         history = []
         for step in range(steps):
-            out = rollout(RNNPolicy(layer, params, run.M), rng.normal((run.n_coplayers, 5)), rng, B=run.B, T=run.T,
-                          naive=naive)
-            xp = namespace(out["reward"])
-            N, B, L = out["reward"].shape
-            x = xp.reshape(sequence_features(out["outcome"], out["reward"], run.T), (N * B, L, D_IN))
-            y, cache = layer.forward(params, x)
-            coop = xp.astype(1 - out["outcome"] // 2, y.dtype)                       # outcome = 2a + c
-            _, dy = loss_gradient(run.estimator, xp.reshape(y, (N, B, L, 2)), coop, out["reward"], run.T)
-            _, grads = layer.backward(params, cache, xp.reshape(dy, (N * B, L, 2)), need_dx=False)   # inputs are data
+            _, grads, out = meta_iteration(layer, params, rng.normal((run.n_coplayers, 5)), rng, run)
             params, state = opt.update(grads, state, params)
+            xp = namespace(out["reward"])
             history.append((float(to_numpy(xp.mean(out["reward"]))), float(to_numpy(xp.mean(out["naive_reward"])))))
             if log is not None and step % max(steps // 5, 1) == 0:
                 log(f"GatedLinearRNN {run.estimator} step {step}: per-step reward meta {history[-1][0]:.3f} "
