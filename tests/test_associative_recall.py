@@ -115,11 +115,13 @@ def test_hand_built_randomized_memory_reaches_m_over_n(f64):
     params = {"A": asarray(E), "Q": asarray(E), "U": asarray(U), "b": asarray(np.zeros(N))}
     m = recall_metrics(model, params, run, seed=1)
     assert np.all(np.abs(m["recall"] - M / N) <= 0.03), m["recall"]
-    assert m["seeded_keys"] == N
+    assert m["seeded_keys"] == N and m["worst_recall"] <= m["recall_p5"] <= m["mean_recall"]
+    assert abs(m["p5_over_optimum"] - 1) <= 0.06
     fixed = dict(params, U=asarray(np.zeros((N, k))), b=asarray(np.where(np.arange(N) < M, 20.0, -20.0)),
                  A=asarray(np.eye(M, N) * 3.0), Q=asarray(np.eye(M, N) * 3.0))
     m = recall_metrics(model, fixed, run, seed=1)
     assert m["worst_recall"] == 0.0 and abs(m["mean_recall"] - M / N) <= 1e-12 and m["seeded_keys"] == 0
+    assert m["recall_p5"] == 0.0 and m["p5_over_optimum"] == 0.0          # 4 of 8 keys never recalled
 
 
 def test_recall_bad_input(f64):

@@ -2,7 +2,7 @@
 grid and policy ours, see tasks/grid_exploration.py). LP values to 1e-8 (HiGHS tolerances)."""
 import numpy as np
 
-from tasks.grid_exploration import MOVES, GridRun, grid_values, rollout, walk_costs
+from tasks.grid_exploration import MOVES, GridRun, grid_metrics, grid_values, rollout, walk_costs
 from tinynim.random import RNG
 
 
@@ -67,3 +67,19 @@ def test_rollout_keeps_members_and_seeds_apart():
     run = GridRun(q=16.0, m=3)
     pop = {k: np.stack([v, v]) for k, v in run.init(RNG(0)).items()}
     assert tuple(run.risk(pop, np.zeros((3, run.d_seed))).shape) == (2,)
+
+
+def test_grid_metrics_of_a_snake():
+    """The deterministic snake (0,0) → (0,2) → (1,2) → (1,0) → (2,0) → (2,2) reaches the 8 goals
+    at steps 1..8 for every seed: worst 8 (the deterministic value, ratio 8/5 to the randomized
+    optimum), average 4.5, 95th percentile over goals 7 + 0.65 = 7.65 (np.percentile's
+    linear rule at rank 0.95 · 7 = 6.65 of the sorted 1..8), every goal found."""
+    moves = {0: 2, 1: 2, 2: 0, 5: 3, 4: 3, 3: 0, 6: 2, 7: 2}         # cell -> right (2), down (0), left (3)
+    E = np.full((9, 4), -1.0)
+    for cell, a in moves.items():
+        E[cell, a] = 1.0
+    run = GridRun(q=16.0, m=1, d_seed=2, n_eval=50)
+    m = grid_metrics({"E": E, "B": np.zeros((9, 4, 2)), "V": np.zeros((9, 9, 4))}, run, quick_mode=False)
+    assert m["worst_steps"] == 8 and m["average_steps"] == 4.5 and m["never_found"] == 0
+    assert abs(m["steps_p95"] - 7.65) <= 1e-12 and abs(m["p95_over_randomized"] - 7.65 / 5) <= 1e-8
+    assert abs(m["worst_over_randomized"] - 1.6) <= 1e-8 and m["worst_over_deterministic"] == 1

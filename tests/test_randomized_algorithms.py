@@ -323,6 +323,33 @@ def test_cow_losses_follow_the_chosen_sweep(backend, L, m, P, seed):
     assert_close(cow_losses({"w": asarray(w[0]), "b": asarray(b[0])}, asarray(r), L), expected[0], EXACT, "one policy")
 
 
+def test_cow_metrics_of_a_deterministic_sweep(f64):
+    """Always left first (w = 0, b > 0), L = 10: goals at −d cost d, at +d cost 2L + d, so the
+    steps ÷ L are 0.1..1.0 and 2.1..3.0: worst 3, average 1.55, 95th percentile over the 20
+    goals 2.9 + 0.05 · 0.1 = 2.905 (np.percentile's linear rule at rank 0.95 · 19 = 18.05)."""
+    from tasks.randomized_algorithms import CowRun, cow_metrics
+    run = CowRun(q=16.0, m=1, n_eval=100)
+    m = cow_metrics(run.init(RNG(0)), run, quick_mode=False)
+    assert abs(m["worst_over_L"] - 3) <= EXACT and abs(m["average_over_L"] - 1.55) <= EXACT
+    assert abs(m["p95_over_L"] - 2.905) <= EXACT and m["p_left"] == 1
+
+
+@given(n=st.integers(3, 9), jumps=st.sampled_from([(1,), (1, 2)]), B=st.integers(1, 4), seed=seeds)
+def test_edge_conflicts_edge_by_edge(f64, n, jumps, B, seed):
+    """Per-edge conflict probability 1/B Σ_b p_{b,u} · p_{b,v}, written out by a loop over the
+    edges u < v; its mean is expected_conflicts' value (EXACT: the same sums in another order)."""
+    from tasks.graph_colouring import edge_conflicts
+    if max(jumps) > n // 2:
+        jumps = (1,)
+    A = circulant(n, jumps)
+    p = np.random.default_rng(seed).dirichlet(np.ones(3), size=(B, n))           # (B, n, 3)
+    ref = [np.mean([p[b, u] @ p[b, v] for b in range(B)]) for u in range(n) for v in range(u + 1, n) if A[u, v]]
+    got = edge_conflicts(p, A)
+    assert_close(got, np.array(ref), EXACT, "per-edge conflicts")
+    value, _ = expected_conflicts(asarray(np.log(p)), asarray(A))
+    assert abs(float(value) - got.mean()) <= EXACT
+
+
 # -- routing of the experiments --------------------------------------------------------------------
 
 def test_measure_routes_each_experiment(monkeypatch):
