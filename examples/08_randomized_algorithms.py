@@ -24,7 +24,8 @@
 #
 # Run: `python examples/08_randomized_algorithms.py [--quick]` (or `TINYNIM_QUICK=1`; in a
 # notebook, `tinynim.experiment.set_quick(True)`). Any `TINYNIM_BACKEND` (float64
-# throughout). Runtime on a 2-core CPU at load ≈ 9: 3 min, 59 s of CPU (quick mode: 28 s, 9 s of CPU).
+# throughout). Runtime on one core of a 2-core CPU shared with other jobs (load ≈ 5.4): 6 min 25 s,
+# 101 s of CPU (quick mode: 70 s, 19 s of CPU).
 
 # %%
 import math
