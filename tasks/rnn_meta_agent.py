@@ -94,25 +94,35 @@ class RNNPolicy:
         return ipd.sigmoid(xp.reshape(out[:, 0, 0], r_prev.shape)), h
 
 
+def advantage_terms(name, value, rewards, T: int, *, baseline=None, value_coef=0.5, reward_scale=0.05):
+    """The parts of the loss every action space shares (module docstring), from the value head
+    (N, B, L) and the rewards (N, B, L): (advantage A = w − V held fixed, the policy term's
+    factor red_b/N, the value loss c_v mean (V − G)², its gradient ∂/∂V)."""
+    xp = namespace(value)
+    N, B, L = rewards.shape
+    r = reward_scale * rewards
+    weight = estimator_weights(name, r, T)
+    togo = batch_lambda_returns(r, xp.zeros_like(r), discount=1.0, lam=1.0, episode_length=T)   # own return-to-go
+    advantage = weight - (value if baseline is None else baseline)
+    per_b = 1.0 if ESTIMATORS[name][2] == "sum" else 1.0 / B
+    return (advantage, per_b / N, value_coef * xp.mean((value - togo) ** 2),
+            2 * value_coef * (value - togo) / (N * B * L))
+
+
 def loss_gradient(name, out, coop, rewards, T: int, *, baseline=None, value_coef=0.5, reward_scale=0.05):
     """(loss, ∂loss/∂out) of the module docstring: out (N, B, L, 2) the network's outputs on
     the rollout, coop 1[a = C] and rewards (N, B, L). The advantage's baseline is the value
     column of `out` unless `baseline` (N, B, L) is given; either way it is held fixed (the
     loss's value is the surrogate whose gradient that is).                      (), (N, B, L, 2)"""
     xp = namespace(out)
-    N, B, L = rewards.shape
     logit, value = out[..., 0], out[..., 1]
-    r = reward_scale * rewards
-    weight = estimator_weights(name, r, T)
-    togo = batch_lambda_returns(r, xp.zeros_like(r), discount=1.0, lam=1.0, episode_length=T)   # own return-to-go
-    advantage = weight - (value if baseline is None else baseline)
-    per_b = 1.0 if ESTIMATORS[name][2] == "sum" else 1.0 / B
+    advantage, factor, value_loss, dvalue = advantage_terms(name, value, rewards, T, baseline=baseline,
+                                                            value_coef=value_coef, reward_scale=reward_scale)
     p = ipd.sigmoid(logit)
     z = (1 - 2 * coop) * logit                                               # log π(a) = −softplus(z)
     log_pi = -xp.logaddexp(xp.zeros_like(z), z)
-    loss = -xp.sum(advantage * log_pi) * per_b / N + value_coef * xp.mean((value - togo) ** 2)
-    dlogit = -advantage * (coop - p) * per_b / N
-    dvalue = 2 * value_coef * (value - togo) / (N * B * L)
+    loss = -xp.sum(advantage * log_pi) * factor + value_loss
+    dlogit = -advantage * (coop - p) * factor
     return loss, xp.stack([dlogit, dvalue], axis=-1)
 
 
