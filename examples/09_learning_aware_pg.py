@@ -17,7 +17,8 @@
 # paper has no public code: population sizes, step counts, the mixing of the two gradients and
 # the sampled settings are ours (`tasks/learning_aware_pg.py`, `tasks/sampled_shaping.py`,
 # `tasks/rnn_meta_agent.py`); a `GatedLinearRNN` meta agent is trained from samples for a
-# minute or two. Not here: the Hawk backbone, PPO, CleanUp, and the benchmark.
+# minute or two, and on CleanUp-lite (`tasks/cleanup_lite.py`) at CPU sizes. Not here: the Hawk
+# backbone and PPO. One meta-training iteration is timed in `benchmarks/bench_coala.py`.
 #
 # Run: `python examples/09_learning_aware_pg.py [--quick]` (or `TINYNIM_QUICK=1`; in a notebook,
 # `tinynim.experiment.set_quick(True)`). Any `TINYNIM_BACKEND` (float64 throughout). Expected
@@ -28,7 +29,7 @@ import sys
 
 import numpy as np
 
-from tasks import ipd, learning_aware_pg as lp, rnn_meta_agent as rnn, sampled_shaping as ss
+from tasks import cleanup_lite as cleanup, ipd, learning_aware_pg as lp, rnn_meta_agent as rnn, sampled_shaping as ss
 from tinynim import claims
 from tinynim.backend import asarray, get_backend, to_numpy, use_dtype
 from tinynim.experiment import pyplot, quick, save_figure
@@ -194,7 +195,7 @@ if plt is not None:
 # far as a CPU allows in a minute or two: one seed, no claim. `--paper` trains instead at the
 # paper's Table 4 sizes (meta-batch 128, B = 16, M = 20, T = 10, 3000 iterations, lr 3e-4, width
 # 32: `rnn.PAPER_RUN`), for a GPU backend (e.g. `TINYNIM_BACKEND=cupy`); it is plain policy
-# gradient, not the paper's PPO, and CleanUp-lite is not implemented.
+# gradient, not the paper's PPO.
 
 # %%
 rnn_run = rnn.PAPER_RUN if "--paper" in sys.argv else rnn.RNNRun()
@@ -210,6 +211,23 @@ if plt is not None:
     ax.set(xlabel="meta-training step", ylabel="per-step reward (moving mean)", title="a sequence-model meta agent from samples")
     ax.legend(loc="upper left", bbox_to_anchor=(0, -0.14), ncol=2)
     print("saved", save_figure(fig, "09_rnn_agent.png"))
+
+# %% [markdown]
+# **CleanUp-lite**, the paper's second game (App. B.1.2; `tasks/cleanup_lite.py`, where the
+# rules it leaves open are reconstructed and say so): on a 5×4 grid apples grow in the left
+# column only while the river in the right column is clean, and cleaning pays nothing to the
+# cleaner: a public good. The same kind of GatedLinearRNN meta agent (54 inputs: the fully
+# observed grid, an episode-start flag and its last reward; 6 action logits and a value) is
+# trained from samples against linear-softmax REINFORCE co-players (ours; the paper's are A2C
+# networks), at CPU sizes (4 co-players, B = 4, M = 4, T = 16, 50 steps; quick mode 5): this
+# only shows the machinery runs, no claim. `--paper` uses `cleanup.PAPER_CLEANUP` (meta-batch
+# 512, B = 32, M = 100, T = 64, 3000 iterations): a GPU's sizes.
+
+# %%
+cleanup_run = cleanup.PAPER_CLEANUP if "--paper" in sys.argv else cleanup.CleanUpRun()
+_, cleanup_history = cleanup.train_cleanup(cleanup_run, log=print)
+print(f"CleanUp-lite (COALA-PG), last steps: per-step reward meta {cleanup_history[-5:, 0].mean():.3f}, "
+      f"co-players {cleanup_history[-5:, 1].mean():.3f}")
 
 # %% [markdown]
 # In our runs (300 steps, `rnn.train_rnn(rnn.RNNRun(seed=s))`, the last 30 steps' mean), the
