@@ -40,14 +40,11 @@ import dataclasses
 import array_api_compat
 import numpy as np
 
-from tinynim.backend import namespace, to_numpy, use_dtype
-from tinynim.experiment import scaled
+from tinynim.backend import namespace
 from tinynim.losses import categorical_log_prob, softmax
 from tinynim.nn import GatedLinearRNN
-from tinynim.optim import Adam
-from tinynim.random import RNG
 
-from tasks.rnn_meta_agent import advantage_terms, init_meta_policy
+from tasks.rnn_meta_agent import advantage_terms, train_meta
 
 ROWS, COLS, RIVER, ORCHARD = 5, 4, 3, 0          # river: right column, orchard: left column
 UP, DOWN, LEFT, RIGHT, ZAP, NOOP = range(6)
@@ -229,23 +226,8 @@ def meta_iteration(layer: GatedLinearRNN, params, W, rng, run: CleanUpRun):
 
 
 def train_cleanup(run: CleanUpRun, *, quick_mode=None, log=None, seed_offset=0):
-    """Train for ``scaled(run.steps)`` steps (float64, active backend), fresh co-players every
-    step: (params, history (steps, 2) of the mean per-step rewards: meta agent, co-players)."""
-    steps = scaled(run.steps, quick_mode=quick_mode)
-    layer = meta_policy(run.n_hidden)
-    with use_dtype("float64"):
-        rng = RNG(run.seed + 1000 * seed_offset)
-        params = init_meta_policy(layer, rng)
-        opt = Adam(run.lr, eps=run.eps, clip_norm=run.clip_norm)
-        state = opt.init(params)
-        history = []
-        for i in range(steps):
-            W = rng.normal((run.n_coplayers, D_OBS, N_ACTIONS), std=run.naive_std)
-            _, grads, out = meta_iteration(layer, params, W, rng, run)
-            params, state = opt.update(grads, state, params)
-            xp = namespace(out["reward"])
-            history.append((float(to_numpy(xp.mean(out["reward"]))), float(to_numpy(xp.mean(out["naive_reward"])))))
-            if log is not None and i % max(steps // 5, 1) == 0:
-                log(f"CleanUp-lite {run.estimator} step {i}: per-step reward meta {history[-1][0]:.3f} "
-                    f"co-players {history[-1][1]:.3f}")
-        return params, np.asarray(history)
+    """:func:`tasks.rnn_meta_agent.train_meta` on CleanUp-lite: fresh co-players W ~ N(0, naive_std²)
+    each step; (params, history (steps, 2) of the mean per-step rewards: meta agent, co-players)."""
+    return train_meta(run, meta_policy(run.n_hidden),
+                      lambda rng: rng.normal((run.n_coplayers, D_OBS, N_ACTIONS), std=run.naive_std), meta_iteration,
+                      name="CleanUp-lite", quick_mode=quick_mode, log=log, seed_offset=seed_offset)

@@ -167,11 +167,13 @@ def meta_iteration(layer: GatedLinearRNN, params, psi, rng, run: RNNRun):
     return loss, grads, out
 
 
-def train_rnn(run: RNNRun, *, quick_mode=None, log=None, seed_offset=0):
-    """Train for ``scaled(run.steps)`` steps (float64, active backend): (params, history of
-    the mean per-step rewards (steps, 2): meta agent, co-players)."""
+def train_meta(run, layer: GatedLinearRNN, coplayers, iteration, *, name: str, quick_mode=None, log=None,
+               seed_offset=0):
+    """The meta-training loop of both games, ``scaled(run.steps)`` steps (float64, active
+    backend): each step draws fresh co-players ``coplayers(rng)`` and applies Adam to the
+    gradient of ``iteration(layer, params, coplayers, rng, run) -> (loss, grads, rollout)``.
+    Returns (params, history of the mean per-step rewards (steps, 2): meta agent, co-players)."""
     steps = scaled(run.steps, quick_mode=quick_mode)
-    layer = meta_policy(run.n_hidden)
     with use_dtype("float64"):
         rng = RNG(run.seed + 1000 * seed_offset)
         params = init_meta_policy(layer, rng)
@@ -179,11 +181,17 @@ def train_rnn(run: RNNRun, *, quick_mode=None, log=None, seed_offset=0):
         state = opt.init(params)
         history = []
         for step in range(steps):
-            _, grads, out = meta_iteration(layer, params, rng.normal((run.n_coplayers, 5)), rng, run)
+            _, grads, out = iteration(layer, params, coplayers(rng), rng, run)
             params, state = opt.update(grads, state, params)
             xp = namespace(out["reward"])
             history.append((float(to_numpy(xp.mean(out["reward"]))), float(to_numpy(xp.mean(out["naive_reward"])))))
             if log is not None and step % max(steps // 5, 1) == 0:
-                log(f"GatedLinearRNN {run.estimator} step {step}: per-step reward meta {history[-1][0]:.3f} "
+                log(f"{name} {run.estimator} step {step}: per-step reward meta {history[-1][0]:.3f} "
                     f"co-players {history[-1][1]:.3f}")
         return params, np.asarray(history)
+
+
+def train_rnn(run: RNNRun, *, quick_mode=None, log=None, seed_offset=0):
+    """:func:`train_meta` on the sampled IPD: fresh co-player logits ψ ~ N(0, 1) (N, 5) each step."""
+    return train_meta(run, meta_policy(run.n_hidden), lambda rng: rng.normal((run.n_coplayers, 5)), meta_iteration,
+                      name="GatedLinearRNN", quick_mode=quick_mode, log=log, seed_offset=seed_offset)
