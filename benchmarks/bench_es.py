@@ -14,8 +14,10 @@ by the runner are the ES estimate.
 The second case is the same step for the associative-recall model of
 ``tasks.associative_recall`` (the seeded linear-attention memory, N = 8 keys, state M = 4,
 12-bit values, B = 16 value draws × m = 16 seeds, R̂_{16,16} of the exact-recall failure):
-tinynim ``population_risk`` (every member in one batched forward), torch by broadcasting
-over a (64, D) member matrix, JAX ``jit(vmap)`` of the one-member risk.
+tinynim ``population_risk_fast`` (every member in one batched forward; it uses that the gates
+depend on the seed only, so the (seed × draw) batch is never tiled and the read is one GEMM,
+tested equal to the plain ``population_risk``), torch by broadcasting over a (64, D) member
+matrix, JAX ``jit(vmap)`` of the one-member risk (both on the tiled batch, as the plain path).
 
     python -m benchmarks.run --only es
 """
@@ -165,14 +167,14 @@ def setup_recall(impl):
             w = (risk[:PAIRS] - risk[PAIRS:]) / (2 * PAIRS * SIGMA)
             return risk.mean(), {"theta": w @ e}
         return lambda: step_jit(theta, e, V, rt)
-    from tasks.associative_recall import population_risk
+    from tasks.associative_recall import population_risk_fast
     from tinynim.backend import asarray
     from tinynim.es import es_gradient_population
     from tinynim.random import RNG
     p, vs, ss = {k: asarray(v) for k, v in params.items()}, asarray(values), asarray(seeds)
 
     def step():
-        grads, info = es_gradient_population(lambda pop: population_risk(pop, vs, ss, Q), p, RNG(1), sigma=SIGMA,
+        grads, info = es_gradient_population(lambda pop: population_risk_fast(pop, vs, ss, Q), p, RNG(1), sigma=SIGMA,
                                              n_pairs=PAIRS, rank_shaping=False)
         return info["loss"], grads
     return step

@@ -166,7 +166,7 @@ if plt is not None:
 # %% [markdown]
 # The same model trained by **ES** instead of GD, as the paper trains where no gradient is
 # available: antithetic pairs (population 64) whose risks come from one batched forward
-# (`population_risk`), centred ranks, Adam; 900 steps, 4 value draws per seed.
+# (`population_risk_fast`), centred ranks, Adam; 900 steps, 4 value draws per seed.
 
 # %%
 for name in ("recall_es_q16_m16", "recall_es_q1_m16", "recall_es_q16_m1"):

@@ -123,5 +123,6 @@ def test_associative_recall_on_device1(device1):
     model, params, _ = ar.train_recall(run)
     values, seeds = ar.binary_values(RNG(1), (2, run.N, run.d_value)), RNG(2).normal((3, run.d_seed))
     pop = {k: device1.xp.stack([v, v]) for k, v in params.items()}
-    assert on_device1(*params.values(), ar.population_risk(pop, values, seeds, run.q))
+    assert on_device1(*params.values(), ar.population_risk(pop, values, seeds, run.q),
+                      ar.population_risk_fast(pop, values, seeds, run.q))
     assert 0 <= ar.recall_metrics(model, params, run)["worst_recall"] <= 1
