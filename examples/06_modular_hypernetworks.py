@@ -182,7 +182,11 @@ claims.verify(p6.CLAIMS, measured, kinds=("exact",) if quick() else claims.KINDS
 #   official outer lr 1e-3 with it (0.56 / 0.56), the second-order outer gradient through the
 #   10 inner Adam steps (`unrolled_gradients`, 5× the time: 0.61 / 0.58), 64 tasks a step
 #   (0.68 / 0.59), a cosine lr over 2000 steps (0.71 / 0.61), codes normalised to norm √M̂ as
-#   the official embeddings (0.51 / 0.52), M = 8 (0.58 / 0.57, ANIL 0.65 / 0.65): more
+#   the official embeddings (0.51 / 0.52), M = 8 (0.58 / 0.57, ANIL 0.65 / 0.65), the official
+#   learner's layout (every layer generated, each from its own code of 16 entries, the two
+#   hidden layers sharing one bank, a fast output bias: 0.54 / 0.56; 4 entries a layer: 0.50 /
+#   0.51; every layer from the one code: 0.46 / 0.47, with the fast bias 0.49 / 0.49; the
+#   official ANIL is moreover 4× wider than the hypernetwork's base MLP, ours as wide): more
 #   compute raises the hypernetwork's training accuracy, not its OOD accuracy. The
 #   second-order meta-gradient through Adam is ill-conditioned (Adam's m/√v is nearly
 #   scale-free in the gradient, so its adjoint is a difference of two ~1/|g| terms): in
