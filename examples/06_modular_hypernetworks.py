@@ -20,8 +20,9 @@
 #    teacher at CPU scale, K-hot codes, held-out combinations, soft targets (Tables A2–A8):
 #    what the ordering is at this scale.
 #
-# Our CPU scale (teacher n = 8, h = 4, o = 2, M = 6; student ĥ = 16, M̂ = 6; a pool of 8 tasks
-# per family with fresh inputs every step and warm-started codes) is our own setting; the
+# Our CPU scale (teacher n = 8, h = 4, o = 2, M = 6; student ĥ = 8 = 2h as the paper's, M̂ = 6;
+# a pool of 8 tasks per family with fresh inputs every step and warm-started codes; 8000 outer
+# steps, the outer lr constant then linearly to 0 over the last 5000) is our own setting; the
 # paper uses n = h = 16, 300 inner steps and 60k outer steps. Settings, experiments and
 # claims live in `tasks/modular_teacher.py`.
 #
@@ -154,10 +155,17 @@ claims.verify(p6.CLAIMS, measured, kinds=("exact",) if quick() else claims.KINDS
 #   bridge, the support predicates, the envelope identity behind the first-order outer
 #   gradient): all hold to float64 rounding, on every backend (`tests/test_modular_teacher.py`).
 # * **Connected support, trained**: the meta-learned student fits the training families,
-#   generalises to the 9 held-out pairs (OOD relative loss 0.02–0.09 over seeds 0–2 after
-#   5000 outer steps; an untrained student: ~0.8), its codes decode linearly to the teacher's
-#   (R² ≥ 0.98) and its modules align with the teacher's (0.79–0.86; the paper's Fig. 2C
-#   reports ≈ 1 after 60k outer steps with 300 inner steps each).
+#   generalises to the 9 held-out pairs (OOD relative loss 0.016–0.022 over seeds 0–2, below
+#   the 0.05; an untrained student: ~0.8), its codes decode linearly to the teacher's
+#   (R² ≥ 0.99) and its modules align with the teacher's (0.82–0.97; the paper's Fig. 2C
+#   reports ≈ 1 after 60k outer steps with 300 inner steps each). Not every seed gets there
+#   in 8000 steps: seeds 3 and 4, which played no part in choosing the setting, give 0.036
+#   and 0.18 (seed 4 still falling slowly; the former setting: 0.30). What brought seeds 0–2
+#   from 0.023–0.087 (ĥ = 4h, a constant lr, 5000 steps) under 0.05: the paper's width
+#   ĥ = 2h (the OOD loss falls 2–3× faster) and the cooldown (at a constant lr the student
+#   now and then reorganises: seed 2 jumped from 0.027 to 0.106 within 1000 steps; a cosine
+#   decay from the start is too slow). More inner steps, a 4× task pool and M̂ = 2M did not
+#   help (P6.ring.ood's why).
 # * **Connected vs disconnected gap: not reproduced.** With a generic teacher, the two
 #   triangles and the single modules (both disconnected) often generalise as well as the
 #   ring at this scale (the table above). The theorem says a disconnected support does not

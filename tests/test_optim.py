@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 
 from tinynim.backend import to_numpy
 from tinynim.optim import (SGD, Adam, clip_by_global_norm, clip_elementwise, cosine,
-                           linear_warmup, warmup_cosine)
+                           linear_cooldown, linear_warmup, warmup_cosine)
 from tinynim.random import RNG
 from tinynim.tree import leaves_with_paths, tree_map
 from helpers import host
@@ -133,6 +133,8 @@ def test_schedule_values():
     assert c(0) == pytest.approx(2.0) and c(50) == pytest.approx(1.0) and c(100) == pytest.approx(0.0)
     w = linear_warmup(3.0, 3)
     assert [w(i) for i in range(5)] == pytest.approx([1.0, 2.0, 3.0, 3.0, 3.0])
+    d = linear_cooldown(2.0, 10, 4, final_lr=0.4)                # flat to step 6, then −0.4 a step
+    assert [d(i) for i in range(12)] == pytest.approx([2.0] * 7 + [1.6, 1.2, 0.8, 0.4, 0.4])
 
 
 def test_clip_by_global_norm(backend):
@@ -161,6 +163,8 @@ def test_bad_arguments():
         warmup_cosine(1.0, 10, 10)
     with pytest.raises(ValueError, match="linear_warmup: warmup_steps must be > 0, got 0"):
         linear_warmup(1.0, 0)
+    with pytest.raises(ValueError, match="need 0 < cooldown_steps <= total_steps, got 11 and 10"):
+        linear_cooldown(1.0, 10, 11)
 
 
 def test_clip_order_element_wise_then_global_norm(backend):

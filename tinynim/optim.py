@@ -99,6 +99,26 @@ def cosine(peak_lr, total_steps, final_lr=0.0):
     return warmup_cosine(peak_lr, 0, total_steps, final_lr)
 
 
+def linear_cooldown(peak_lr, total_steps, cooldown_steps, final_lr=0.0):
+    """Constant, then a linear decay over the last `cooldown_steps` ("warmup-stable-decay"
+    without the warm-up, Hu et al., arXiv:2404.06395), as a callable ``step -> lr``::
+
+        lr(s) = peak                                            for s <= total − cooldown
+        lr(s) = final + (peak − final)·(total − s)/cooldown     after, clamped to final from total on
+    """
+    if not 0 < cooldown_steps <= total_steps:
+        raise ValueError(f"linear_cooldown: need 0 < cooldown_steps <= total_steps, "
+                         f"got {cooldown_steps} and {total_steps}")
+    for name, value in (("peak_lr", peak_lr), ("final_lr", final_lr)):
+        _require(_finite(value) and value >= 0, "linear_cooldown", f"{name} must be a finite number >= 0", value)
+
+    def lr(step):
+        _check_step("linear_cooldown", step)
+        left = min(max((total_steps - step) / cooldown_steps, 0.0), 1.0)
+        return final_lr + (peak_lr - final_lr) * left
+    return lr
+
+
 def linear_warmup(peak_lr, warmup_steps):
     """lr(s) = peak·min(1, (s+1)/warmup): a linear ramp, then constant (step >= 0)."""
     if not warmup_steps > 0:
