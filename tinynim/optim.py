@@ -73,6 +73,11 @@ def _check_step(who, step):
     _require(step >= 0, who, "step (the number of updates done) must be >= 0", step)
 
 
+def _check_rates(who, peak_lr, final_lr):
+    for name, value in (("peak_lr", peak_lr), ("final_lr", final_lr)):
+        _require(_finite(value) and value >= 0, who, f"{name} must be a finite number >= 0", value)
+
+
 def warmup_cosine(peak_lr, warmup_steps, total_steps, final_lr=0.0):
     """Linear warm-up then cosine decay, as a callable ``step -> lr`` (step >= 0).
 
@@ -82,8 +87,7 @@ def warmup_cosine(peak_lr, warmup_steps, total_steps, final_lr=0.0):
     if not 0 <= warmup_steps < total_steps:
         raise ValueError(f"warmup_cosine: need 0 <= warmup_steps < total_steps, "
                          f"got {warmup_steps} and {total_steps}")
-    for name, value in (("peak_lr", peak_lr), ("final_lr", final_lr)):
-        _require(_finite(value) and value >= 0, "warmup_cosine", f"{name} must be a finite number >= 0", value)
+    _check_rates("warmup_cosine", peak_lr, final_lr)
 
     def lr(step):
         _check_step("warmup_cosine", step)
@@ -109,8 +113,7 @@ def linear_cooldown(peak_lr, total_steps, cooldown_steps, final_lr=0.0):
     if not 0 < cooldown_steps <= total_steps:
         raise ValueError(f"linear_cooldown: need 0 < cooldown_steps <= total_steps, "
                          f"got {cooldown_steps} and {total_steps}")
-    for name, value in (("peak_lr", peak_lr), ("final_lr", final_lr)):
-        _require(_finite(value) and value >= 0, "linear_cooldown", f"{name} must be a finite number >= 0", value)
+    _check_rates("linear_cooldown", peak_lr, final_lr)
 
     def lr(step):
         _check_step("linear_cooldown", step)
