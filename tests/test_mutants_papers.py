@@ -155,6 +155,32 @@ def test_few_shot_evaluation_uses_its_own_stream(f64, monkeypatch):
         assert not np.allclose(xs[0], other) and not np.allclose(xs[2], other)
 
 
+
+def test_few_shot_training_draws_from_its_own_stream(f64, monkeypatch):
+    """Meta-training draws its tasks and episodes from RNG(fs.seed + 4): the first step's
+    task indices and support/query inputs are that stream's draws (the module's other streams,
+    fs.seed … fs.seed + 3, are the teacher, the split, the targets' reference inputs and the
+    learner: a shared stream would replay their draws as training data)."""
+    fs = _tiny_few_shot(tasks_per_step=3)
+    seen = {}
+
+    def fake_fit(loss_and_grads, slow, opt, **kw):
+        loss_and_grads(slow, None, 0)
+        return slow, {}
+    monkeypatch.setattr(mf, "fit", fake_fit)
+    monkeypatch.setattr(mf, "query_gradients", lambda fs_, net, slow, support, query: seen.update(
+        support=support, query=query) or (0.0, slow))
+    teacher, _, _ = mf.few_shot_train(fs, quick_mode=True)
+
+    def first_step(rng):
+        idx = teacher.train[rng.integers(0, len(teacher.train), (fs.tasks_per_step,), host=True)]
+        return mf._episode(fs, teacher, rng, idx)
+    (xs, ys), (xq, yq) = first_step(RNG(fs.seed + 4))
+    for got, want in ((seen["support"][0], xs), (seen["support"][1], ys), (seen["query"][0], xq), (seen["query"][1], yq)):
+        np.testing.assert_array_equal(host(got), host(want))
+    for k in range(4):
+        assert not np.allclose(host(seen["support"][0]), host(first_step(RNG(fs.seed + k))[0][0]))
+
 # -- tasks/compositional_icl.py: the documented streams of a run --------------------------------
 
 def test_icl_train_draws_init_and_data_from_the_documented_streams(f64, monkeypatch):
