@@ -378,3 +378,31 @@ def test_measure_routes_each_experiment(monkeypatch):
     monkeypatch.setattr(nr, "train", lambda name, **kw: ({"route": name}, None))
     for name in ("constructions", "baselines", *nr.EXPERIMENTS):
         assert nr.measure(name, quick_mode=True) == {"route": name}
+
+
+def test_baseline_noise_responses_compare_noisy_with_noiseless_predictions(monkeypatch):
+    """baseline_metrics' noise response of each baseline (oracle, AdaRR, ConstRR) is
+    noise_response(its prediction on the noisy set, its prediction on the noiseless twin),
+    reported as last bin's slope / first bin's (stand-ins that name what they predict on)."""
+    calls = []
+
+    class Ev:
+        spec, clean_spec, sigma = "noisy", "clean", 1.0
+
+        def baselines(self):
+            return {}
+
+        def tune(self, kind, clean=False):
+            return {"eta": 0.5, "lam": 0.3}, 0.1
+
+        def noise_response(self, pred, clean_pred):
+            calls.append((pred, clean_pred))
+            return np.array([2.0, 1.5, 0.5])
+    monkeypatch.setattr(nr, "evaluation", lambda quick_mode: Ev())
+    monkeypatch.setattr(nr, "oracle_ridge", lambda spec, sigma: ("oracle", spec))
+    monkeypatch.setattr(nr, "adaptive_ridge", lambda spec: ("adarr", spec))
+    monkeypatch.setattr(nr, "ridge", lambda spec, lam: ("constrr", spec, lam))
+    m = nr.baseline_metrics(quick_mode=True)
+    assert sorted(calls) == sorted([(("oracle", "noisy"), ("oracle", "clean")), (("adarr", "noisy"), ("adarr", "clean")),
+                                    (("constrr", "noisy", 0.3), ("constrr", "clean", 0.3))])
+    assert all(m[f"{k}_noise_response"] == 0.25 for k in ("oracle", "adarr", "constrr"))
