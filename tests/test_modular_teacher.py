@@ -15,6 +15,7 @@ from tinynim.backend import asarray
 from tinynim.nn import HyperLinear
 from tinynim.random import RNG
 from tinynim.tree import tree_map
+from tasks import modular_teacher as mt
 from tasks.modular_teacher import (best_codes_linear, code_gradient, counterexample_student, decoding_r2,
                                    held_out, identified_student, infer_codes, inputs, is_compositional,
                                    is_connected, masks_from, module_alignment, outer_gradient, relative_loss,
@@ -171,3 +172,23 @@ def test_inner_loop_recovers_the_teacher_codes(f64):
     assert relative_loss(net, tp, x, z_hat, y) < 1e-4
     assert decoding_r2(z_hat, z) > 0.99
     assert module_alignment(tp, tp, z, z_hat) > 0.99
+
+
+def test_meta_train_draws_z0_and_data_from_the_stream_of_its_seed(f64, monkeypatch):
+    """MetaExperiment's documented streams: z₀, the task pool and the data come from
+    RNG(seed + 2) (the teacher is RNG(seed), the student RNG(seed + 1)): at seed 3, z₀ is
+    that stream's first draw, and the first batch follows the pool's draws from it."""
+    exp = mt.MetaExperiment(seed=3, steps=1)
+    seen = {}
+
+    def fake_fit(loss_and_grads, params, opt, *, data, **kw):
+        seen["x"] = data(0)
+        return params, {}
+    monkeypatch.setattr(mt, "fit", fake_fit)
+    _, _, _, z0, _ = mt.meta_train(exp, quick_mode=True)
+    rng = RNG(exp.seed + 2)
+    np.testing.assert_array_equal(host(z0), host(rng.normal((exp.M_student,))))
+    masks = mt.support(exp.support, exp.M)
+    n_tasks = mt.sample_codes(rng, masks, exp.tasks_per_family * len(masks), exp.kind).shape[0]
+    np.testing.assert_array_equal(host(seen["x"]), host(mt.inputs(rng, n_tasks, exp.batch, exp.n)))
+    assert not np.allclose(host(z0), host(RNG(exp.seed + 1).normal((exp.M_student,))))
