@@ -124,3 +124,21 @@ def test_bad_inputs_name_the_function(f64):
         ss.Naive("a2c")
     with pytest.raises(ValueError, match=r"lattice_objective.*\(4,\)"):
         ss.lattice_objective(asarray(np.zeros(4)), 0.0, B=2, T=1, eta=1.0)
+
+
+def test_sampled_metrics_by_hand(monkeypatch):
+    """sampled_metrics from per-(estimator, seed, co-player) rewards r (E = 3 estimators in
+    ESTIMATORS order: COALA, M-FOS, batch-unaware; 2 seeds; 4 co-players), with the evaluation
+    replaced by a stand-in: means, COALA's smallest margin over the seeds against each other
+    estimator, and the largest paired standard error, by hand."""
+    r = np.array([[[3.0, 1.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0]],          # COALA: seed means 2, 1
+                  [[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]],          # M-FOS: 1, 0
+                  [[2.0, 2.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0]]])         # batch-unaware: 2, 2
+    monkeypatch.setattr(ss, "evaluate_sampled", lambda run, theta, seed_offset=0: r)
+    m = ss.sampled_metrics(ss.SampledRun(), None)
+    assert list(lp.ESTIMATORS) == ["coala", "mfos", "batch_unaware"]
+    assert m["coala"] == 1.5 and m["mfos"] == 0.5 and m["batch_unaware"] == 2.0
+    assert m["coala_minus_mfos"] == 1.0                      # margins 1, 1
+    assert m["coala_minus_batch_unaware"] == -1.0            # margins 0, −1
+    # paired differences of seed 0 against either estimator: [2, 0, 1, 1] / [1, −1, 0, 0]: sample std √(2/3)
+    assert m["margin_se"] == pytest.approx(np.sqrt(2 / 3) / 2, rel=1e-12)
