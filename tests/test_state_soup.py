@@ -14,6 +14,7 @@ from tinynim.random import RNG
 from tasks.gated_rnn_attention import gated_rnn_from_attention, gd_gated_rnn
 from tasks.icl_regression import gd_predict, sample
 from tinynim.analysis import cosine_matrix
+from tasks import state_soup as p5
 from tasks.state_soup import (StateStore, compose, context_state, decay,
                               memory_keys, predict_from_state, soup)
 from helpers import assert_close, host
@@ -197,3 +198,26 @@ def test_store_build_and_errors(f64):
         StateStore(store.states, labels=["a", "b"])
     with pytest.raises(ValueError, match=r"expected states of shape \(K, N\)"):
         StateStore(contexts)
+
+
+def test_soup_metrics_ratios_by_hand(monkeypatch):
+    """soup_metrics' ratios (the claims' metrics) from stand-in losses and accuracies with known
+    values (sampling, predictions, stores and the loss replaced; rel_error 0): sum/full,
+    mean/half, half/none, the mean soup against its own context and the best other mix, the
+    accuracy gain from 2 to 12 shots, mixed+short over short."""
+    split = {"exact": 0.0, "full": 2.0, "sum": 3.0, "mean": 5.0, "half": 4.0, "none": 8.0}
+    mix = {"mean soup": 1.0, "own context": 4.0, "one skill": 5.0, "sum soup": 2.5, "none": 10.0}
+    monkeypatch.setattr(p5, "sample", lambda *a, **kw: ("tokens", "targets"))
+    monkeypatch.setattr(p5, "loss", lambda v, t: v)
+    monkeypatch.setattr(p5, "rel_error", lambda a, b: 0.0)
+    monkeypatch.setattr(p5, "split_predictions", lambda rnn, params, tokens: dict(split))
+    monkeypatch.setattr(p5, "memory_keys", lambda rnn, params, T: "keys")
+    monkeypatch.setattr(p5, "skill_store", lambda *a, keys=None: "keyed" if keys == "keys" else "plain")
+    monkeypatch.setattr(p5, "mixing_predictions", lambda *a: ("targets", dict(mix)))
+    monkeypatch.setattr(p5, "retrieval_predictions", lambda rnn, params, store, skills, rng, n, batch: (
+        n / 16 if store == "keyed" else 0.0, "t", {"mixed+short": 0.5 * n, "short": 2.0 * n}))
+    m = p5.soup_metrics(None, None, None, quick_mode=True)
+    assert m["sum_over_full"] == 1.5 and m["mean_over_half"] == 1.25 and m["half_over_none"] == 0.5
+    assert m["mean_soup_over_own"] == 0.25 and m["mean_soup_over_others"] == 0.4     # 1 / min(5, 2.5, 10)
+    assert m["acc_gain"] == 12 / 16 - 2 / 16 and m["acc/12"] == 0.75 and m["acc_all/12"] == 0.0
+    assert m["mixed_over_short"] == 0.25
