@@ -178,7 +178,7 @@ def test_meta_train_draws_z0_and_data_from_the_stream_of_its_seed(f64, monkeypat
     """MetaExperiment's documented streams: z₀, the task pool and the data come from
     RNG(seed + 2) (the teacher is RNG(seed), the student RNG(seed + 1)): at seed 3, z₀ is
     that stream's first draw, and the first batch follows the pool's draws from it."""
-    exp = mt.MetaExperiment(seed=3, steps=1)
+    exp = mt.MetaExperiment(seed=3)
     seen = {}
 
     def fake_fit(loss_and_grads, params, opt, *, data, **kw):
