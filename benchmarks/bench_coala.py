@@ -188,6 +188,7 @@ def _jax_setup(params, psi0, draws):
     p0 = {k: jax.device_put(v, dev) for k, v in host_flat(params).items()}
     psi0, U = (jax.device_put(a, dev) for a in (psi0, draws))
     eye = jnp.eye(5, dtype=jnp.float32)
+    f32 = jnp.float32   # scan carries stay float32 even when jax_enable_x64 is on (the test suite's float64)
 
     def scan(lam, u):
         def one(h, u_t):
@@ -202,13 +203,13 @@ def _jax_setup(params, psi0, draws):
         def round_(carry, inputs):
             h, s_meta, s_naive, last, r_prev, psi = carry
             t, u = inputs
-            x = _features(eye[last], (t == 0) * 1.0, r_prev, jnp).reshape(N * B, 7)
+            x = _features(eye[last], (t == 0) * 1.0, r_prev, jnp).reshape(N * B, 7).astype(f32)
             h = lam * h + _gates_in(p, x, jnp)
             prob = _sigmoid(_readout(p, h)[:, 0], jnp).reshape(N, B)
             o_naive = eye[s_naive]
             q = _sigmoid((o_naive * psi[:, None, :]).sum(-1), jnp)
             a, c = (u[0] >= prob).astype(jnp.int32), (u[1] >= q).astype(jnp.int32)
-            r, r2 = _rewards(a, c, jnp)
+            r, r2 = (v.astype(f32) for v in _rewards(a, c, jnp))
             s_meta, s_naive = 1 + 2 * a + c, 1 + 2 * c + a
             return (h, s_meta, s_naive, s_meta, r, psi), (s_meta - 1, r, o_naive, 1.0 - c, r2)
 
@@ -217,7 +218,8 @@ def _jax_setup(params, psi0, draws):
             zero = jnp.zeros_like(last)
             (h, _, _, last, r_prev, _), (outcome, r, obs, coop, r2) = jax.lax.scan(
                 round_, (h, zero, zero, last, r_prev, psi), (jnp.arange(T), u))
-            psi = _learn(psi, jnp.moveaxis(obs, 0, -2), jnp.moveaxis(coop, 0, -1), jnp.moveaxis(r2, 0, -1), jnp)
+            psi = _learn(psi, jnp.moveaxis(obs, 0, -2), jnp.moveaxis(coop, 0, -1), jnp.moveaxis(r2, 0, -1),
+                         jnp).astype(f32)
             return (h, last, r_prev, psi), (outcome, r)
 
         start = (jnp.zeros((N * B, H), jnp.float32), jnp.zeros((N, B), jnp.int32), jnp.zeros((N, B), jnp.float32), psi)
