@@ -72,6 +72,8 @@ def test_claim_bounds_and_table():
     c = claim("<=", 1.0)
     text = cl.table([c], {"e": {"m": 2.0}})
     assert "| 2 | FAILS |" in text
+    for rows in (cl.table([c]), text):                # every row has the header's column count
+        assert len({row.count("|") for row in rows.splitlines()}) == 1, rows
     with pytest.raises(AssertionError, match=r"X.y: 2 \(asserted <= 1\)"):
         cl.verify([c], {"e": {"m": 2.0}})
     cl.verify([c], {"e": {"m": 0.5}})

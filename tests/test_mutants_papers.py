@@ -7,7 +7,8 @@ integer losses ranked in float64; Eq. 18's φ range for any payoffs; solve_pair'
 a non-square A; the training history and metrics of the P9 pools against pairwise sums; the
 symmetric relative error; uniform colourings against the chromatic polynomial; the
 hyperteacher's generated layers; evaluation and training streams that do not collide; the
-ICL training loss; reseeding. Whole file ≈ 2 s.
+ICL training loss; reseeding; the ICL model names; the P6 teacher handed to evaluation and
+the counterexample's code kinds; the P9 training log; P2's per-position loss. Whole file ≈ 2 s.
 """
 import numpy as np
 import pytest
@@ -20,6 +21,9 @@ from tasks import compositional_icl as ci
 from tasks import graph_colouring as gc
 from tasks import ipd
 from tasks import learning_aware_pg as lp
+from tasks import mesa_optimization as p2
+from tasks import modular_teacher as mt
+from tasks import sampled_shaping as ss
 from tasks import modular_fewshot as mf
 from tasks.modular_fewshot import FewShot, few_shot_learner, hyperteacher
 from helpers import host
@@ -183,6 +187,15 @@ def test_few_shot_training_draws_from_its_own_stream(f64, monkeypatch):
 
 # -- tasks/compositional_icl.py: the documented streams of a run --------------------------------
 
+def test_icl_build_makes_the_named_model_and_refuses_others():
+    """ICLExperiment.build: "transformer" and "bottleneck" build their own class; any other name
+    is a clear error, not silently one of the two."""
+    assert isinstance(ci.ICLExperiment(model="transformer").build(), ci.ICLTransformer)
+    assert isinstance(ci.ICLExperiment(model="bottleneck").build(), ci.BottleneckICL)
+    with pytest.raises(ValueError, match="model must be 'transformer' or 'bottleneck', got 'mlp'"):
+        ci.ICLExperiment(model="mlp").build()
+
+
 def test_icl_train_draws_init_and_data_from_the_documented_streams(f64, monkeypatch):
     """ICLExperiment: teacher RNG(seed), model RNG(seed + 1), data RNG(seed + 2): the first
     training batch and the initial parameters are those streams' draws, and differ (a batch
@@ -270,3 +283,55 @@ def test_reseeded_shifts_the_seed(f64):
     """seed_offset k runs the experiment of seed `seed + k` (a non-zero base seed stays in)."""
     assert FewShot(seed=5).reseeded(2).seed == 7 and FewShot(seed=5).reseeded(0) == FewShot(seed=5)
     assert ci.ICLExperiment(seed=5).reseeded(2).seed == 7
+
+
+# -- tasks/modular_teacher.py, tasks/sampled_shaping.py, tasks/mesa_optimization.py ---------------
+
+def test_modular_measure_evaluates_the_trained_teacher(monkeypatch):
+    """measure(experiment) hands evaluate the teacher (net, params) in that order, as
+    meta_train returned it, with the trained student."""
+    seen = {}
+    net, tp, student, params, z0 = (object() for _ in range(5))
+    monkeypatch.setattr(mt, "meta_train", lambda exp, **kw: ((net, tp), student, params, z0, None))
+    monkeypatch.setattr(mt, "evaluate", lambda exp, teacher, *args, **kw: seen.update(teacher=teacher, args=args) or {})
+    mt.measure("ring", quick_mode=True)
+    assert seen["teacher"][0] is net and seen["teacher"][1] is tp
+    assert seen["args"][0] is student and seen["args"][1] is params and seen["args"][2] is z0
+
+
+def test_modular_counterexample_is_probed_on_continuous_codes(monkeypatch):
+    """construction_errors: the counterexample's training support and the bridge are probed
+    with continuous codes (dense weights on the mask, the stronger check), the OOD family with
+    discrete ones, as its docstring says."""
+    kinds, original = {}, mt.sample_codes
+    ood = mt.masks_from([(0, 5)], 6).tolist()
+    bridge = mt.masks_from([(2, 3)], 6).tolist()
+
+    def spy(rng, masks, count, kind="continuous"):
+        name = "ood" if masks.tolist() == ood else "bridge" if masks.tolist() == bridge else "train"
+        kinds[name] = kind
+        return original(rng, masks, count, kind)
+    monkeypatch.setattr(mt, "sample_codes", spy)
+    mt.construction_errors(0)
+    assert kinds == {"train": "continuous", "ood": "discrete", "bridge": "continuous"}
+
+
+def test_train_sampled_logs_five_times_with_the_step_reward(f64):
+    """train_sampled(log=...) reports steps 0, s/5, 2s/5, ... with each estimator's mean
+    per-step meta reward of that step (the training history's row, to the 3 printed digits)."""
+    run = ss.SampledRun(n_coplayers=2, B=2, M=2, T=2, steps=10, seeds=1)
+    lines = []
+    _, history = ss.train_sampled(run, quick_mode=False, log=lines.append)
+    assert [int(line.split(":")[0].split()[1]) for line in lines] == [0, 2, 4, 6, 8]
+    for line, step in zip(lines, (0, 2, 4, 6, 8)):
+        values = [float(part.split()[-1]) for part in line.split(": per-step meta reward ")[1].split(", ")]
+        np.testing.assert_allclose(values, history[step].mean(axis=-1), atol=5e-4)
+
+
+def test_position_losses_is_half_the_squared_error_per_position(f64):
+    """position_losses: ½ Σ_d (ŝ − s)² averaged over sequences, per position, against a loop."""
+    rng = np.random.default_rng(0)
+    pred, target = rng.normal(size=(3, 4, 2)), rng.normal(size=(3, 4, 2))
+    want = [sum(0.5 * sum((pred[b, t, d] - target[b, t, d]) ** 2 for d in range(2)) for b in range(3)) / 3
+            for t in range(4)]
+    np.testing.assert_allclose(p2.position_losses(asarray(pred), asarray(target)), want, rtol=1e-12)
