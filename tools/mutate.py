@@ -53,6 +53,7 @@ import signal
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -396,7 +397,9 @@ def mutants_of(root: Path, rel: str) -> list:
         m.key = base if seen[base] == 1 else f"{base} #{seen[base]}"
         m.id = hashlib.sha1(m.key.encode()).hexdigest()[:8]
         try:
-            compile(m.apply(source), rel, "exec")
+            with warnings.catch_warnings():            # e.g. `(1 + a)[i]` -> `1[i]`: valid syntax,
+                warnings.simplefilter("ignore", SyntaxWarning)   # a TypeError when run
+                compile(m.apply(source), rel, "exec")
         except SyntaxError:
             continue
         out.append(m)
