@@ -15,9 +15,13 @@ Agreement across backends (every number, quick mode):
   sum in a compat route, not for a different algorithm).
 * torch runs its own float32 kernels (other summation orders, fused ops): one rounding
   of float32 is 6e-8, and a few hundred Adam steps amplify such differences, so torch
-  agrees to ``RTOL_TORCH`` = 2e-3 relative. Below ``ATOL`` = 1e-9 a number is rounding
-  noise (the float64 identity errors of the exact claims, ~1e-16): those must stay below
-  it on every backend, not agree digit for digit. Conversely, torch's numbers may not all be
+  agrees to ``RTOL_TORCH`` = 2e-3 relative. Below ``ATOL`` = 1e-7 a number is rounding
+  noise: the float64 identity errors of the exact claims (~1e-16) and the errors against
+  central finite differences (1e-10 to 1e-8, the rounding of a difference quotient, which
+  differs between numpy's and torch's kernels and thread counts: P9's grad_own_vs_fd was
+  1.2e-9 on numpy and 8.3e-10 on torch in one run). Those must stay below it on every
+  backend (each example asserts its claims' bounds, 1e-7 for the FD ones), not agree digit
+  for digit. Conversely, torch's numbers may not all be
   bit-identical to numpy's: that would mean the example never computed on torch.
 """
 import json
@@ -32,7 +36,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("[0-9]*.py"))
 BACKENDS = ("numpy", "torch", "array_api_strict")
-RTOL_STRICT, RTOL_TORCH, ATOL = 1e-12, 2e-3, 1e-9
+RTOL_STRICT, RTOL_TORCH, ATOL = 1e-12, 2e-3, 1e-7
 
 # Run the script as __main__ with every saved figure checked (tools/figures.py prints a
 # "figure problem:" line per problem), then write its `measured` numbers, flattened to
