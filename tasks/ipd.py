@@ -339,4 +339,4 @@ def long_run_rewards(p1, p2, payoffs=PAYOFFS):
     xp = namespace(p1, p2)
     pi = stationary(p1, p2)
     r = xp.asarray(own_rewards(payoffs), dtype=pi.dtype, device=array_api_compat.device(pi))
-    return xp.sum(pi * r, axis=-1), xp.sum(pi * swap(r * xp.ones_like(pi)), axis=-1)
+    return xp.sum(pi * r, axis=-1), xp.sum(pi * swap(r), axis=-1)

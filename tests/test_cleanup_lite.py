@@ -110,6 +110,25 @@ def test_rollout_reads_what_teacher_forcing_reads(backend):
     assert set(np.unique(host(out["reward"]))) <= {0.0, 0.5, 1.0}
 
 
+def test_meta_iteration_is_the_loss_of_each_coplayers_sequences(f64):
+    """meta_iteration's loss and gradients (the recorded inputs reshaped to one (N·B, L, 54)
+    batch) = the network run co-player by co-player on its (B, L, 54) inputs, the outputs
+    stacked into the loss, and the per-co-player backward passes summed; N = 2 ≠ B = 3, so a
+    mix-up of the two leading axes shows."""
+    run = cl.CleanUpRun(n_hidden=5, n_coplayers=2, B=3, M=2, T=3)
+    layer = cl.meta_policy(run.n_hidden)
+    params = layer.init(RNG(7))
+    W = RNG(8).normal((run.n_coplayers, cl.D_OBS, cl.N_ACTIONS), std=0.5)
+    loss, grads, out = cl.meta_iteration(layer, params, W, RNG(9), run)
+    runs = [layer.forward(params, out["x"][n]) for n in range(run.n_coplayers)]     # (B, L, 7) each
+    y_all = np.stack([host(y) for y, _ in runs])
+    ref_loss, dy = cl.policy_loss_gradient(run.estimator, asarray(y_all), out["action"], out["reward"], run.T)
+    assert_close(host(loss), host(ref_loss), EXACT, "loss")
+    per = [layer.backward(params, cache, dy[n, ...])[1] for n, (_, cache) in enumerate(runs)]
+    for key in grads:
+        assert_close(host(grads[key]), sum(host(g[key]) for g in per), EXACT, key)
+
+
 def test_loss_and_naive_gradients_are_derivatives(f64):
     """∂loss/∂out by hand vs central differences of the surrogate with its baseline held at the
     unperturbed values; the co-players' step η·Δ vs η × the central-difference gradient of

@@ -167,6 +167,15 @@ def test_perturb_moves_every_float_array_by_its_scale(f64):
     assert not np.array_equal(host(perturb(params, seed=2)["gamma"]), host(a["gamma"]))
 
 
+def test_perturb_leaves_non_float_leaves_alone(f64):
+    """An integer array (an index table, a step counter) passes through unchanged, values and
+    dtype; the float leaf beside it still moves."""
+    params = {"w": RNG(0).normal((3, 2)), "index": np.arange(6).reshape(3, 2)}
+    out = perturb(params, seed=4)
+    assert out["index"].dtype == params["index"].dtype and np.array_equal(host(out["index"]), host(params["index"]))
+    assert not np.array_equal(host(out["w"]), host(params["w"]))
+
+
 def test_check_at_perturbed_params_catches_what_init_hides(f64):
     """A LayerNorm backward that forgets γ in dx passes at init (γ = 1) and fails once the
     parameters are perturbed."""

@@ -158,8 +158,10 @@ def test_linear_transformer_gradients(backend, c, fast):
 
 @given(c=model_settings)
 def test_fast_path_equals_plain_composition(backend, c):
-    """The last-layer-query-only path gives the plain stack's predictions and gradients."""
+    """The last-layer-query-only path gives the plain stack's predictions and gradients, and
+    is taken: its last residual-stream entry H_L is the query row only."""
     fast, params, tokens = build_model(c)
+    assert fast._run(params, tokens, True)[0][-1].shape[1] == 1
     plain = icl.LinearTransformer(c["d"], c["d_out"], c["K"], shared=c["shared"], form=c["form"],
                                   n_heads=c["heads"], d_key=fast.lsa.d_key if c["form"] == "full" else None,
                                   fast=False)

@@ -10,6 +10,8 @@ hyperteacher's generated layers; evaluation and training streams that do not col
 ICL training loss; reseeding; the ICL model names; the P6 teacher handed to evaluation and
 the counterexample's code kinds; the P9 training log; P2's per-position loss. Whole file ≈ 2 s.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -283,6 +285,17 @@ def test_reseeded_shifts_the_seed(f64):
     """seed_offset k runs the experiment of seed `seed + k` (a non-zero base seed stays in)."""
     assert FewShot(seed=5).reseeded(2).seed == 7 and FewShot(seed=5).reseeded(0) == FewShot(seed=5)
     assert ci.ICLExperiment(seed=5).reseeded(2).seed == 7
+    assert mt.MetaExperiment(support="ring", seed=5).reseeded(2).seed == 7
+
+
+def test_train_sampled_starts_from_its_seed_and_offset(f64):
+    """train_sampled's stream depends on the run's seed and on the seed offset: seeds 0 and 1
+    (offset 0) and offsets 0 and 1 (seed 0) each train to different θ after one step."""
+    run = ss.SampledRun(n_coplayers=2, B=2, M=2, T=2, steps=1, seeds=1)
+    theta = lambda r, k: host(ss.train_sampled(r, quick_mode=False, seed_offset=k)[0])   # noqa: E731
+    base = theta(run, 0)
+    assert not np.array_equal(theta(dataclasses.replace(run, seed=1), 0), base)
+    assert not np.array_equal(theta(run, 1), base)
 
 
 # -- tasks/modular_teacher.py, tasks/sampled_shaping.py, tasks/mesa_optimization.py ---------------

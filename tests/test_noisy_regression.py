@@ -406,3 +406,35 @@ def test_baseline_noise_responses_compare_noisy_with_noiseless_predictions(monke
     assert sorted(calls) == sorted([(("oracle", "noisy"), ("oracle", "clean")), (("adarr", "noisy"), ("adarr", "clean")),
                                     (("constrr", "noisy", 0.3), ("constrr", "clean", 0.3))])
     assert all(m[f"{k}_noise_response"] == 0.25 for k in ("oracle", "adarr", "constrr"))
+
+
+def test_model_metrics_compares_diag_with_gdpp_only(monkeypatch):
+    """model_metrics: the adjusted loss over each baseline, and "over_gdpp" (the adjusted loss
+    over GD++'s of the same depth, measured by its own experiment) exactly for the names of
+    COMPARE; other experiments get no such key (stand-ins for the model and evaluation)."""
+    asked = []
+    monkeypatch.setattr(nr, "measure", lambda name, **kw: asked.append(name) or {"adjusted": 0.25})
+
+    class Ev:
+        tokens = "tokens"
+
+        def baselines(self):
+            return {"gd1": 2.0, "constrr": 4.0, "adarr": 8.0}
+
+        def adjusted(self, pred):
+            assert pred == "pred"
+            return 1.0
+
+    class Model:
+        lsa = None
+
+        def __call__(self, params, tokens):
+            return "pred"
+
+    for name in nr.EXPERIMENTS:
+        m = nr.model_metrics(name, Model(), None, Ev())
+        assert (m["over_gd1"], m["over_constrr"], m["over_adarr"]) == (0.5, 0.25, 0.125)
+        assert ("over_gdpp" in m) == (name in nr.COMPARE), name
+        if name in nr.COMPARE:
+            assert m["over_gdpp"] == 4.0 and asked[-1] == nr.COMPARE[name]
+    assert len(asked) == len(nr.COMPARE)

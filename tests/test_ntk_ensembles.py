@@ -270,3 +270,15 @@ def test_ood_auroc_scores_each_test_set(monkeypatch):
         assert m[f"auroc/{name}/far"] == pytest.approx(pairs(s[:n], s[n:2 * n]), abs=1e-12)
         assert m[f"auroc/{name}/rotated"] == pytest.approx(pairs(s[:n], s[2 * n:]), abs=1e-12)
     assert m["init_minus_kernel_far"] == pytest.approx(m["auroc/init/far"] - m["auroc/kernel/far"], abs=1e-15)
+
+
+def test_width_scaling_reports_every_width():
+    """A 4-member run of :func:`tasks.ntk_ensembles.width_scaling` (the trained claims use 512,
+    in tests/test_claims.py): the member count, a finite positive Var[kernel]·n and
+    Var[init] error per width, and the spread ratio max/min of the Var[kernel]·n values."""
+    m = nt.width_scaling(0, M=4, quick_mode=False)
+    assert m["members"] == 4
+    values = [m[f"kernel_var_x_width/{n}"] for n in nt.WIDTHS]
+    assert all(np.isfinite(v) and v > 0 for v in values)
+    assert all(np.isfinite(m[f"init_var_error/{n}"]) for n in nt.WIDTHS)
+    assert math.isclose(m["kernel_var_x_width_ratio"], max(values) / min(values), rel_tol=1e-12)
