@@ -40,8 +40,11 @@ population, :func:`population_step`, applies the layer's gate maths with a leadi
 float32 (only the argmax of the outputs is used; float32 GEMMs made an ES step about 2×
 faster on one CPU core).
 
-**Training.** argmax moves are not differentiable: ES on R̂_{q,m} over the goals of c_g /
-(T1 + T2 + 2) by :func:`tasks.randomized_algorithms.train_policy` (:class:`ExploreRun`).
+**Training.** argmax moves are not differentiable: rank-shaped ES on R̂_{q,m} over the goals
+of c_g / (T1 + T2 + 2) by :func:`tasks.randomized_algorithms.train_policy` (:class:`ExploreRun`),
+from a deterministic start (the seed's input weights 0). Without rank shaping (3000 steps) or
+without either (2000 steps), some training seeds ended at 1.21 and 1.51 × the randomized
+optimum in our trials.
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ import functools
 
 import numpy as np
 
-from tinynim.backend import asarray, namespace, to_numpy
+from tinynim.backend import asarray, to_numpy
 from tinynim.experiment import scaled
 from tinynim.nn import GatedLinearRNN
 
@@ -166,8 +169,8 @@ def total_cost(find, back, horizons=(12, 6)):
 class ExploreRun:
     """ES on R̂_{q,m} over the goals of the two-episode cost / (T1 + T2 + 2), trained by
     :func:`tasks.randomized_algorithms.train_policy` (antithetic, rank-shaped, population
-    2·n_pairs in one batched rollout, Adam) from a deterministic start; our setting. With 8 goals R̂_q of q = 256 is within
-    8^(1/256) < 1.01 of the worst case."""
+    2·n_pairs in one batched rollout, Adam) from a deterministic start; our setting. With 8
+    goals R̂_q of q = 256 is within 8^(1/256) < 1.01 of the worst case."""
     q: float
     m: int
     n: int = 3
@@ -194,10 +197,9 @@ class ExploreRun:
         """The layer's own initialisation (:meth:`GatedLinearRNN.init`) with the seed's input
         weights set to 0: a deterministic start, as for the other ES policies."""
         params = self.layer.init(rng)
-        xp = namespace(params["Wx_in"])
-        seed_rows = xp.arange(params["Wx_in"].shape[0])[:, None]
-        keep = xp.astype((seed_rows < self.n * self.n + 2) | (seed_rows >= self.n * self.n + 2 + self.d_seed),
-                         params["Wx_in"].dtype)                                          # (d̃, 1)
+        row = np.arange(self.layer.d_tilde)[:, None]                                     # (d̃, 1) rows of x̃
+        seed_row = (row >= self.n * self.n + 2) & (row < self.n * self.n + 2 + self.d_seed)
+        keep = asarray(1.0 - seed_row)                                                   # creation: active backend
         return {**params, "Wx_in": params["Wx_in"] * keep, "Wg_in": params["Wg_in"] * keep}
 
     def costs(self, params, r):
