@@ -18,14 +18,16 @@
 # (keep the top-M scores U r + b), the seeded linear-attention memory of the associative
 # recall task and its loss, the colouring network and all training settings are ours.
 # This example covers the exact references, the memory game (ES), associative recall (GD),
-# graph colouring (GD), the cow path (ES: exploration on a line) and a 3 × 3 grid world (ES).
+# graph colouring (GD), the cow path (ES: exploration on a line) and a 3 × 3 grid world (ES):
+# one-episode exploration with a linear policy, and explore-then-exploit with a GatedLinearRNN.
 #
 # Settings, experiments and claims live in `tasks/randomized_algorithms.py`.
 #
 # Run: `python examples/08_randomized_algorithms.py [--quick]` (or `TINYNIM_QUICK=1`; in a
 # notebook, `tinynim.experiment.set_quick(True)`). Any `TINYNIM_BACKEND` (float64
 # throughout). Runtime on one core of a 2-core CPU shared with other jobs (load ≈ 5.4): 6 min 25 s,
-# 101 s of CPU (quick mode: 70 s, 19 s of CPU).
+# 101 s of CPU (quick mode: 70 s, 19 s of CPU), before section 8b was added; with it, at load
+# ≈ 2.4: 86 s, 79 s of CPU (section 8b about 50 s of it; quick mode: 12 s).
 
 # %%
 import math

@@ -245,3 +245,16 @@ def test_init_ignores_the_seed():
     assert np.all(find == find[:, :1]) and np.all(back == back[:, :1])
     assert np.all(np.asarray(params["Wx_in"])[11:15] == 0) and np.all(np.asarray(params["Wg_in"])[11:15] == 0)
     assert np.all(np.asarray(params["Wx_in"])[[0, 10, 15]] != 0)
+
+
+def test_train_policy_reads_rank_shaping(monkeypatch):
+    """train_policy hands each run's rank_shaping to the ES estimator: on for ExploreRun
+    (its default), off for the one-episode GridRun."""
+    import tasks.randomized_algorithms as ra
+    from tasks.grid_exploration import GridRun
+    seen = []
+    monkeypatch.setattr(ra, "es_loss_and_grads", lambda loss, **kw: seen.append(kw["rank_shaping"]))
+    monkeypatch.setattr(ra, "fit", lambda f, params, *a, **kw: (params, {}))
+    ra.train_policy(ExploreRun(q=256.0, m=2, steps=1))
+    ra.train_policy(GridRun(q=256.0, m=2, steps=1))
+    assert seen == [True, False]
