@@ -31,7 +31,8 @@ the paper's claims, which need no training and run on NumPy/SciPy
 and the paper's experiments and claims (``EXPERIMENTS``, ``measure``, ``CLAIMS``): a top-M
 storage policy and the cow path trained by ES (below), associative recall trained by GD
 (:mod:`tasks.associative_recall`), graph colouring (:mod:`tasks.graph_colouring`) and
-exploration of a grid world trained by ES (:mod:`tasks.grid_exploration`).
+exploration of a grid world trained by ES (:mod:`tasks.grid_exploration`; explore, then exploit
+with a GatedLinearRNN: :mod:`tasks.grid_rnn`).
 """
 from __future__ import annotations
 
