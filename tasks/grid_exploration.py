@@ -39,6 +39,14 @@ from tasks.relaxed_risk import power_mean_risk
 MOVES = np.array([(1, 0), (-1, 0), (0, 1), (0, -1)])        # down, up, right, left
 
 
+def move(pos, a, n: int):
+    """The cells (row-major, any shape) after the moves a (indices into MOVES, same shape) on
+    the n × n grid; a move into a wall stays in place."""
+    i, j = pos // n + MOVES[a, 0], pos % n + MOVES[a, 1]
+    inside = (i >= 0) & (i < n) & (j >= 0) & (j < n)
+    return np.where(inside, np.clip(i, 0, n - 1) * n + np.clip(j, 0, n - 1), pos)
+
+
 # -- exact references ----------------------------------------------------------------------------
 
 def _shortest_path(a, b):
@@ -103,6 +111,7 @@ class GridRun:
     n_pairs: int = 32
     sigma: float = 0.1
     lr: float = 0.05
+    rank_shaping: bool = False
     seed: int = 0
     n_eval: int = 10_000
 
@@ -133,10 +142,7 @@ def rollout(params, r, n: int, horizon: int) -> np.ndarray:
     for t in range(1, horizon + 1):
         logits = (E[member, pos] + np.einsum("pmad,md->pma", B[member, pos], r)
                   + np.einsum("pmc,pmca->pma", visited, V[member, pos]))            # (P, m, 4)
-        a = logits.argmax(axis=-1)
-        i, j = pos // n + MOVES[a, 0], pos % n + MOVES[a, 1]
-        inside = (i >= 0) & (i < n) & (j >= 0) & (j < n)
-        pos = np.where(inside, np.clip(i, 0, n - 1) * n + np.clip(j, 0, n - 1), pos)   # a wall: stay
+        pos = move(pos, logits.argmax(axis=-1), n)
         first = visited[member, seed, pos] == 0
         hit[member, seed, pos] = np.where(first, t, hit[member, seed, pos])
         visited[member, seed, pos] = 1

@@ -364,7 +364,8 @@ def test_measure_routes_each_experiment(monkeypatch):
     monkeypatch.setattr(ra, "train_policy", lambda run, **kw: (("params", run), None))
     for fn in ("recall_metrics", "colouring_metrics"):
         monkeypatch.setattr(ra, fn, lambda model, params, run, **kw: {"route": model, "params": params, "run": run})
-    for fn, route in (("policy_metrics", "memory"), ("cow_metrics", "cow"), ("grid_metrics", "grid")):
+    for fn, route in (("policy_metrics", "memory"), ("cow_metrics", "cow"), ("grid_metrics", "grid"),
+                      ("explore_metrics", "explore")):
         monkeypatch.setattr(ra, fn, lambda params, run, route=route, **kw: {"route": route, "params": params, "run": run})
     for name in ra.MEASUREMENTS:
         expected = {"references": "reference_errors", "amplification": "amplification_monte_carlo",
