@@ -156,6 +156,17 @@ def test_hand_built_policy_costs():
     assert back[0].tolist() == [[g[0] + g[1] for g in GOALS]] * 2     # the shortest way back
 
 
+def test_rollout_takes_arrays_of_the_active_backend(backend):
+    """ES hands the rollout its population and seeds on the active backend (torch, strict,
+    ...): they are brought to the host, so the costs are those of the host arrays."""
+    layer, params = spiral_policy()
+    r = np.array([[1.0], [-0.5]])
+    host_cost = total_cost(*explore_rollout(layer, {k: v[None] for k, v in params.items()}, r, 3, (10, 5)), (10, 5))
+    pop = {k: backend.asarray(v[None]) for k, v in params.items()}
+    cost = total_cost(*explore_rollout(layer, pop, backend.asarray(r), 3, (10, 5)), (10, 5))
+    assert np.array_equal(cost, host_cost) and cost[0, 0].tolist() == SPIRAL_COSTS
+
+
 def test_hand_built_policy_metrics():
     """The 50/50 spirals are a randomized optimum: with a fraction π̂ of fresh seeds > 0 the
     per-goal costs are π̂ S + (1 − π̂) M, two goals cost 8 for every π̂ and the others
