@@ -356,12 +356,16 @@ TASKS = {   # panel: (runs and their tick labels, worst / 95th-percentile / aver
     "3 × 3 grid (ES)": ({name: f"q={run.q:g}, m={run.m}" for name, run in grid_runs.items()},
                         ("worst_steps", "steps_p95", "average_steps"), "expected steps to the goal (↓)",
                         (reference["randomized_worst"], reference["deterministic_worst"])),
+    "explore, then exploit (ES, RNN)": ({name: f"q={run.q:g}, m={run.m}" for name, run in explore_runs.items()},
+                                        ("worst_steps", "steps_p95", "average_steps"), "expected steps, both episodes (↓)",
+                                        (explore_reference["randomized_worst"], explore_reference["deterministic_worst"])),
     "colouring, 3 colours (GD)": ({"colour_cycle": "C₁₂", "colour_circulant": "C₁₂(1,2)", "colour_no_noise": "C₁₂, no noise"},
                                   ("worst_edge_conflicts", "edge_conflicts_p95", "expected_conflicts"),
                                   "conflict probability of an edge (↓)", (None, 1 / 3)),
 }
 if plt is not None:
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5), layout="constrained")
+    fig, axes = plt.subplots(2, 4, figsize=(20, 8.5), layout="constrained")
+    axes.flat[-1].remove()                                              # 7 panels
     for ax, (title, (runs, keys, ylabel, (optimum, deterministic))) in zip(axes.flat, TASKS.items()):
         x = np.arange(len(runs))
         for k, (key, label) in enumerate(zip(keys, ("worst input", "95th-percentile input", "average over inputs"))):
