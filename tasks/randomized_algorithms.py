@@ -628,7 +628,7 @@ CLAIMS = (
            statement="GatedLinearRNN over the history and the seed, rank-shaped ES on R̂_{256,16} (3000 steps): "
                      "worst case over goals of the expected two-episode steps / randomized optimum 8",
            why="the issue's bound (within 10 % of the randomized optimum); 10⁴ fresh seeds: s.e. of a goal's mean "
-               "≤ 0.05 steps (0.6 % of 8); observed 8.15–8.53 steps. Without rank shaping 3000 steps gave 1.08–1.21"),
+               "≤ 0.05 steps (0.6 % of 8); observed 8.15–8.53 steps"),
     _CLAIM(id="P8.explore_rnn.below_deterministic", kind="statistical", experiment="explore_q256_m16",
            metric="worst_over_deterministic", bound=("<", 1.0), reference="< 1",
            source="paper (randomized beats deterministic)", observed=(0.8149, 0.8534), seeds="seeds 0–2",
